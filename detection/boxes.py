@@ -1,0 +1,32 @@
+"""Box records and the box geometry the detector needs (IoU, intersection over the smaller box, NMS-style merge)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class BoxDetection:
+    """One detected object in original image pixels."""
+
+    xyxy: tuple[float, float, float, float]
+    conf: float
+    class_name: str
+
+
+def pairwise_overlaps(boxes: np.ndarray, others: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """IoU and intersection-over-smaller-area between every box in `boxes` (N,4) and `others` (M,4)."""
+    x1 = np.maximum(boxes[:, None, 0], others[None, :, 0])
+    y1 = np.maximum(boxes[:, None, 1], others[None, :, 1])
+    x2 = np.minimum(boxes[:, None, 2], others[None, :, 2])
+    y2 = np.minimum(boxes[:, None, 3], others[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    area_b = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    smaller = np.minimum(area_a[:, None], area_b[None, :])
+    iou = np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+    ios = np.where(smaller > 0, inter / np.maximum(smaller, 1e-9), 0.0)
+    return iou, ios
