@@ -27,6 +27,15 @@ DEFAULT_MAX_PIXELS = 100_000_000
 Image.MAX_IMAGE_PIXELS = None
 
 
+def _pil_open(path: Path):
+    """PIL's own Image.open. ultralytics replaces it with a wrapper that, on an unrecognised file, tries to install
+    and load a HEIF plugin at run time (pip, network); a text file named .jpg must simply be refused instead."""
+    opener = Image.open
+    if getattr(opener, "__module__", "").startswith("ultralytics"):
+        opener = opener.__globals__.get("_image_open", opener)
+    return opener(path)
+
+
 @dataclass(frozen=True)
 class ImageInput:
     """A path given by the user, or found in a folder, with the reason it cannot be used (if any)."""
@@ -51,11 +60,11 @@ def collect_inputs(paths: Iterable[Path | str], extensions: Sequence[str] = DEFA
             try:
                 entries = sorted(p for p in (Path(e.path) for e in os.scandir(path)) if p.is_file())
             except OSError as exc:
-                inputs.append(ImageInput(path, f"cannot read folder: {exc.strerror or exc}"))
+                inputs.append(ImageInput(path, f"{path}: cannot read folder ({exc.strerror or exc})"))
                 continue
             images = [p for p in entries if p.suffix.lower() in extensions]
             if not images:
-                inputs.append(ImageInput(path, f"folder holds no images ({', '.join(extensions)})"))
+                inputs.append(ImageInput(path, f"{path}: folder holds no images ({', '.join(extensions)})"))
             inputs.extend(ImageInput(p) for p in images)
         else:
             inputs.append(ImageInput(path))
@@ -156,7 +165,7 @@ def _load_tiff(path: Path, max_pixels: int | None) -> np.ndarray | None:
 
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) from the file header, without decoding pixels."""
-    with Image.open(path) as image:
+    with _pil_open(path) as image:
         return image.size
 
 
@@ -190,7 +199,7 @@ def load_image(path: Path | str, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
 
 def _load_with_pil(path: Path, max_pixels: int | None, tiff_error: Exception | None) -> np.ndarray:
     try:
-        with Image.open(path) as image:
+        with _pil_open(path) as image:
             _check_pixels(path, image.width, image.height, max_pixels)
             image.load()  # decodes fully: raises on truncated or corrupt data
             if image.mode in ("I;16", "I;16B", "I;16L", "I;16N"):

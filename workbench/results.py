@@ -10,11 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
+
+from detection.fileio import write_atomic  # noqa: F401  (re-exported: the app's writers use it from here)
 
 SCHEMA_VERSION = 1
 
@@ -172,23 +172,6 @@ class BatchResult:
         writer.writeheader()
         writer.writerows(self.cell_rows())
         return buffer.getvalue()
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write via a temp file in the same folder + rename, so a crash never leaves a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_results(path: Path) -> BatchResult:

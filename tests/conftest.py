@@ -1,0 +1,88 @@
+"""Shared fixtures. Real data comes from SMEAR_DATASETS (default: ../shared/datasets beside the repo); tiny but real
+weights are trained/saved on the fly once per session (a YOLOv8n trained one step on a few BCCD images, an untrained
+EfficientNet-B3), so tests never depend on shipped weights and never fake a model output."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATASETS = Path(os.environ.get("SMEAR_DATASETS", REPO_ROOT.parent / "shared" / "datasets")).resolve()
+BCCD_ROOT = DATASETS / "bccd" / "BCCD"
+ALLIDB1 = DATASETS / "all-idb" / "ALL_IDB1"
+ALLIDB2 = DATASETS / "all-idb" / "ALL_IDB2"
+
+
+def need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"real data not found at {path} (set SMEAR_DATASETS)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def datasets_root() -> Path:
+    return need(DATASETS)
+
+
+@pytest.fixture(scope="session")
+def bccd_root() -> Path:
+    return need(BCCD_ROOT)
+
+
+@pytest.fixture(scope="session")
+def bccd_image(bccd_root) -> Path:
+    return bccd_root / "JPEGImages" / "BloodImage_00000.jpg"
+
+
+@pytest.fixture(scope="session")
+def allidb1_canon_image() -> Path:
+    """A 2592x1944 ALL-IDB1 smear (Canon camera): large enough to need tiling at 640 px."""
+    return need(ALLIDB1 / "im" / "Im048_1.jpg")
+
+
+@pytest.fixture(scope="session")
+def tiny_detector(tmp_path_factory, bccd_root) -> Path:
+    """YOLOv8n built from yolov8n.yaml (no download) and trained one step at 64 px on 4 BCCD images."""
+    from detection.bccd import build_bccd_yolo
+    from detection.ultralytics_env import import_ultralytics
+
+    import_ultralytics()
+    from ultralytics import YOLO
+
+    root = tmp_path_factory.mktemp("tiny_detector")
+    build_bccd_yolo(bccd_root, root / "data", classes=("wbc",), splits=("train", "val"), limit=4)
+    model = YOLO("yolov8n.yaml")
+    model.train(data=str(root / "data" / "data.yaml"), epochs=1, imgsz=64, batch=4, workers=0, device="cpu",
+                plots=False, val=False, amp=False, project=str(root / "runs"), name="train", exist_ok=True,
+                verbose=False, seed=0, deterministic=True)
+    weights = root / "runs" / "train" / "weights" / "last.pt"
+    assert weights.is_file()
+    return weights
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tmp_path_factory) -> Path:
+    """An untrained EfficientNet-B3 blast/normal classifier at 64 px input, saved in the shipped format."""
+    from classification.model import build_efficientnet_b3, save_classifier
+
+    path = tmp_path_factory.mktemp("tiny_classifier") / "b3_tiny.pt"
+    model = build_efficientnet_b3(2)
+    save_classifier(path, model, ["blast", "normal"], input_size=64, meta={"note": "untrained test model"})
+    return path
+
+
+@pytest.fixture()
+def tiny_config(tiny_detector, tiny_classifier):
+    """Settings that make the tiny models produce boxes: a very low confidence threshold and few detections."""
+    from workbench.config import load_config
+
+    return load_config(overrides={
+        "detector": {"weights": str(tiny_detector), "conf": 0.0001, "imgsz": 640, "max_det": 15},
+        "classifier": {"weights": str(tiny_classifier), "batch": 8},
+    })

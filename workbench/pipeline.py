@@ -1,0 +1,161 @@
+"""The analysis pipeline: load image → detect WBCs (tiled when large) → crop → classify blast/normal → counts.
+
+One `SmearResult` per image comes out, whatever asked for it (CLI, GUI worker, eval). A bad image becomes a result
+with `error` set and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from workbench import __version__
+from workbench.config import load_config
+from workbench.errors import ImageLoadError, WeightsError, WorkbenchError
+from workbench.images import ImageInput, collect_inputs, load_image
+from workbench.results import BatchResult, CellDetection, ModelInfo, SmearResult
+from workbench.weights import Manifest, check_class_names, resolve_weights
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int, SmearResult], None]   # (done, total, result of the image just finished)
+CancelCheck = Callable[[], bool]
+ImageSink = Callable[[SmearResult, np.ndarray], None]  # receives each decoded image (e.g. to draw the PNG)
+
+
+def _load_detector(config: dict[str, Any], manifest: Manifest):
+    from detection import DetectorLoadError, TilingConfig
+    from detection.predictor import WbcDetector
+
+    det = config["detector"]
+    resolved = resolve_weights(det["weights"], "detect", manifest)
+    tiling_cfg = config["tiling"]
+    try:
+        tiling = TilingConfig(**tiling_cfg)
+        detector = WbcDetector(resolved.path, conf=det["conf"], iou=det["iou"], imgsz=det["imgsz"],
+                               device=det["device"], max_det=det["max_det"], tiling=tiling)
+    except DetectorLoadError as exc:
+        raise WeightsError(str(exc)) from exc
+    except ValueError as exc:
+        raise WorkbenchError(f"invalid detector/tiling settings: {exc}") from exc
+    check_class_names(resolved, detector.class_names)
+    info = resolved.model_info("yolov8", detector.class_names, det["imgsz"])
+    if resolved.entry is not None:
+        info.architecture = resolved.entry.architecture
+    return detector, info
+
+
+def _load_classifier(config: dict[str, Any], manifest: Manifest):
+    from classification import ClassifierLoadError
+    from classification.predictor import BlastClassifier
+
+    cls_cfg = config["classifier"]
+    resolved = resolve_weights(cls_cfg["weights"], "classify", manifest)
+    try:
+        classifier = BlastClassifier(resolved.path, device=cls_cfg["device"], batch=cls_cfg["batch"],
+                                     margin=cls_cfg["margin"], blast_class=cls_cfg["blast_class"])
+    except ClassifierLoadError as exc:
+        raise WeightsError(str(exc)) from exc
+    spec = classifier.spec
+    check_class_names(resolved, spec.class_names)
+    return classifier, resolved.model_info(spec.architecture, spec.class_names, spec.input_size)
+
+
+class SmearAnalyzer:
+    """Holds the two loaded models and the settings; analyses images one at a time or as a batch."""
+
+    def __init__(self, detector, classifier, config: dict[str, Any], detector_info: ModelInfo,
+                 classifier_info: ModelInfo) -> None:
+        self.detector = detector
+        self.classifier = classifier
+        self.config = config
+        self.detector_info = detector_info
+        self.classifier_info = classifier_info
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any] | None = None, manifest: Manifest | None = None) -> "SmearAnalyzer":
+        config = config or load_config()
+        manifest = manifest or Manifest.load()
+        detector, det_info = _load_detector(config, manifest)
+        classifier, cls_info = _load_classifier(config, manifest)
+        return cls(detector, classifier, config, det_info, cls_info)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        det, til, cls_cfg = self.config["detector"], self.config["tiling"], self.config["classifier"]
+        return {
+            "det_conf": det["conf"], "det_iou": det["iou"], "imgsz": det["imgsz"], "tile_mode": til["mode"],
+            "tile_overlap": til["overlap"], "crop_margin": cls_cfg["margin"], "max_pixels": self.config["images"]["max_pixels"],
+        }
+
+    def analyze_array(self, image_rgb: np.ndarray, image_path: str, sample_id: str | None = None) -> SmearResult:
+        height, width = image_rgb.shape[:2]
+        t0 = time.perf_counter()
+        detection = self.detector.detect(image_rgb)
+        t1 = time.perf_counter()
+        boxes = [b.xyxy for b in detection.boxes]
+        labels = self.classifier.classify_boxes(image_rgb, boxes)
+        t2 = time.perf_counter()
+        cells = [
+            CellDetection(cell_id=i, xyxy=tuple(round(v, 2) for v in box.xyxy), det_conf=round(box.conf, 5),
+                          label=lab.label, label_conf=round(lab.label_conf, 5), p_blast=round(lab.p_blast, 5))
+            for i, (box, lab) in enumerate(zip(detection.boxes, labels))
+        ]
+        result = SmearResult(
+            image_path=image_path, width=width, height=height, sample_id=sample_id, cells=cells,
+            detector=self.detector_info, classifier=self.classifier_info, settings=self.settings,
+            timings_ms={"detect": round(1000 * (t1 - t0), 1), "classify": round(1000 * (t2 - t1), 1)},
+            tiled=detection.tiled, n_tiles=detection.n_tiles,
+        )
+        result.recount()
+        return result
+
+    def analyze_image(self, path: Path | str, sample_id: str | None = None,
+                      image_sink: ImageSink | None = None) -> SmearResult:
+        """Raises ImageLoadError for an image that cannot be used."""
+        t0 = time.perf_counter()
+        image = load_image(path, self.config["images"]["max_pixels"])
+        load_ms = 1000 * (time.perf_counter() - t0)
+        result = self.analyze_array(image, str(path), sample_id)
+        result.timings_ms = {"load": round(load_ms, 1), **result.timings_ms,
+                             "total": round(1000 * (time.perf_counter() - t0), 1)}
+        if image_sink is not None:
+            image_sink(result, image)
+        return result
+
+    def analyze(self, inputs: Iterable[ImageInput | Path | str], sample_id: str | None = None,
+                progress: ProgressCallback | None = None, cancel: CancelCheck | None = None,
+                image_sink: ImageSink | None = None) -> BatchResult:
+        """Analyse every input; failures are recorded in their result and do not stop the batch. `cancel` is
+        checked between images: the results finished so far are returned."""
+        items = [i if isinstance(i, ImageInput) else ImageInput(Path(i)) for i in inputs]
+        batch = BatchResult(created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                            workbench_version=__version__)
+        for done, item in enumerate(items, start=1):
+            if cancel is not None and cancel():
+                log.info("analysis cancelled after %d of %d images", done - 1, len(items))
+                break
+            if item.error is not None:
+                result = SmearResult(image_path=str(item.path), sample_id=sample_id, error=item.error)
+            else:
+                try:
+                    result = self.analyze_image(item.path, sample_id, image_sink)
+                except ImageLoadError as exc:
+                    result = SmearResult(image_path=str(item.path), sample_id=sample_id, error=str(exc))
+            if result.error:
+                log.info("%s: %s", item.path, result.error)
+            batch.images.append(result)
+            if progress is not None:
+                progress(done, len(items), result)
+        return batch
+
+
+def analyze_paths(paths: Iterable[Path | str], config: dict[str, Any], sample_id: str | None = None,
+                  progress: ProgressCallback | None = None) -> BatchResult:
+    analyzer = SmearAnalyzer.from_config(config)
+    return analyzer.analyze(collect_inputs(paths, config["images"]["extensions"]), sample_id, progress)
