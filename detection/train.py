@@ -31,12 +31,13 @@ class DetectorTrainConfig:
     seed: int = 0
     cache: bool = False
     resume: bool = False
+    plots: bool = True                # ultralytics' training plots (results.png, PR curves)
 
     def train_kwargs(self) -> dict:
         return dict(data=self.data, imgsz=self.imgsz, epochs=self.epochs, batch=self.batch, device=self.device,
                     patience=self.patience, workers=self.workers, project=str(Path(self.project).resolve()),
                     name=self.name, seed=self.seed, deterministic=True, cache=self.cache, exist_ok=True,
-                    amp=self.device != "cpu", plots=True)
+                    amp=self.device != "cpu", plots=self.plots)
 
 
 def train_detector(config: DetectorTrainConfig) -> Path:

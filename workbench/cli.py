@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_analyze(sub)
+    from workbench.cli_train import register as _register_train
+
+    _register_train(sub)
     return parser
 
 

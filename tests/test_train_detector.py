@@ -1,0 +1,48 @@
+"""`workbench dataset bccd` + `workbench train detector`: one epoch on a few real images gives loadable weights and a
+manifest entry with measured metrics; --register lists them in the weights manifest."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from workbench.cli import main
+from workbench.weights import Manifest, sha256_file
+
+
+def test_dataset_then_one_epoch_training_registers_weights(tmp_path, monkeypatch, capsys, datasets_root):
+    from detection import bccd
+
+    real_build = bccd.build_bccd_yolo
+    monkeypatch.setattr(bccd, "build_bccd_yolo", lambda *a, **k: real_build(*a, **{**k, "limit": 4}))
+    assert main(["dataset", "bccd", "--datasets", str(datasets_root), "--out", str(tmp_path / "data")]) == 0
+    assert "BCCD -> YOLO: 12 images" in capsys.readouterr().out
+
+    monkeypatch.setattr("workbench.weights.WEIGHTS_DIR", tmp_path / "weights")
+    code = main(["train", "detector", "--data", str(tmp_path / "data" / "data.yaml"), "--epochs", "1", "--imgsz", "64",
+                 "--batch", "4", "--workers", "0", "--no-plots", "--out", str(tmp_path / "runs"), "--name", "t",
+                 "--register", "wbc-test", "--default"])
+    assert code == 0
+    entry = yaml.safe_load((tmp_path / "runs" / "t" / "weights" / "manifest_entry.yaml").read_text())
+    assert entry["task"] == "detect" and entry["class_names"] == ["wbc"] and entry["input_size"] == 64
+    assert set(entry["metrics"]) == {"computed_by", "val", "test"}
+    assert set(entry["metrics"]["test"]) == {"precision", "recall", "ap50", "ap50_95"}
+    manifest = Manifest.load(tmp_path / "weights" / "manifest.yaml")
+    listed = manifest.default("detect")
+    assert listed.name == "wbc-test" and listed.sha256 == sha256_file(tmp_path / "weights" / "wbc-test.pt")
+
+    from detection.predictor import WbcDetector
+
+    assert WbcDetector(tmp_path / "weights" / "wbc-test.pt").class_names == ["wbc"]
+
+
+def test_missing_data_yaml_is_one_line(tmp_path, capsys):
+    assert main(["train", "detector", "--data", str(tmp_path / "none.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: data yaml not found") and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("kind", ["bccd", "allidb", "detection", "crops"])
+def test_dataset_commands_refuse_a_missing_datasets_folder(tmp_path, capsys, kind):
+    assert main(["dataset", kind, "--datasets", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
+    assert "datasets folder not found" in capsys.readouterr().err

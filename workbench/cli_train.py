@@ -1,0 +1,232 @@
+"""`workbench dataset ...` (dataset builders) and `workbench train ...` (training) sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from workbench.errors import WorkbenchError
+from workbench.weights import REPO_ROOT, WeightsEntry
+
+log = logging.getLogger(__name__)
+
+
+class DatasetError(WorkbenchError):
+    """A dataset folder or file is missing or malformed."""
+
+
+def default_datasets_root() -> Path:
+    return Path(os.environ.get("SMEAR_DATASETS", REPO_ROOT.parent / "shared" / "datasets"))
+
+
+def _datasets_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--datasets", type=Path, default=None, metavar="DIR",
+                   help="folder holding bccd/ and all-idb/ (default: $SMEAR_DATASETS or ../shared/datasets)")
+
+
+def _root(args) -> Path:
+    root = args.datasets or default_datasets_root()
+    if not root.is_dir():
+        raise DatasetError(f"datasets folder not found: {root} (pass --datasets or set SMEAR_DATASETS)")
+    return root
+
+
+# ---------------------------------------------------------------------------------------------------- dataset
+
+
+def _run_dataset_bccd(args) -> int:
+    bccd = _root(args) / "bccd" / "BCCD"
+    from detection.bccd import build_bccd_yolo
+
+    classes = ("wbc", "rbc", "platelets") if args.all_classes else ("wbc",)
+    try:
+        report = build_bccd_yolo(bccd, args.out, classes=classes, link=not args.copy)
+    except (FileNotFoundError, ValueError) as exc:
+        raise DatasetError(str(exc)) from exc
+    totals = report.totals()
+    print(f"BCCD -> YOLO: {totals['images']} images, boxes {totals['boxes']}, duplicates dropped "
+          f"{totals['dropped_duplicates']}, degenerate dropped {totals['dropped_degenerate']}, clipped "
+          f"{totals['clipped']} -> {args.out / 'data.yaml'}")
+    return 0
+
+
+def _run_dataset_allidb(args) -> int:
+    root = _root(args)
+    from detection.allidb import build_allidb1_tiles
+
+    try:
+        report = build_allidb1_tiles(root / "all-idb", args.out, tile=args.tile, seed=args.seed)
+    except (FileNotFoundError, ValueError) as exc:
+        raise DatasetError(str(exc)) from exc
+    print(f"ALL-IDB1 points -> WBC boxes on {args.tile} px tiles: {report.summary_line()} -> {args.out / 'data.yaml'}")
+    return 0
+
+
+def _run_dataset_detection(args) -> int:
+    root = _root(args)
+    from detection.allidb import build_detection_dataset
+
+    try:
+        data_yaml = build_detection_dataset(root, args.out, seed=args.seed)
+    except (FileNotFoundError, ValueError) as exc:
+        raise DatasetError(str(exc)) from exc
+    print(f"detection dataset (BCCD + ALL-IDB1 tiles) -> {data_yaml}")
+    return 0
+
+
+def _run_dataset_crops(args) -> int:
+    root = _root(args)
+    from classification.dataset import build_crop_dataset
+
+    try:
+        report = build_crop_dataset(root, args.out, crop_size=args.size, margin=args.margin,
+                                    include_allidb1=not args.no_allidb1, include_bccd=not args.no_bccd,
+                                    seed=args.seed)
+    except (FileNotFoundError, ValueError) as exc:
+        raise DatasetError(str(exc)) from exc
+    print(f"classifier crops: {report.summary_line()} -> {args.out}")
+    return 0
+
+
+def _add_dataset(sub) -> None:
+    p = sub.add_parser("dataset", help="build training datasets from the real data",
+                       description="Build training datasets. Outputs go to --out (use datasets/build/..., git-ignored).")
+    dsub = p.add_subparsers(dest="dataset_command", metavar="KIND", required=True)
+
+    b = dsub.add_parser("bccd", help="BCCD Pascal VOC -> YOLO detection dataset (official train/val/test split)")
+    _datasets_arg(b)
+    b.add_argument("--out", type=Path, required=True, metavar="DIR")
+    b.add_argument("--all-classes", action="store_true", help="keep wbc, rbc and platelets (default: wbc only)")
+    b.add_argument("--copy", action="store_true", help="copy images instead of symlinking them")
+    b.set_defaults(func=_run_dataset_bccd)
+
+    a = dsub.add_parser("allidb", help="ALL-IDB1 expert points -> WBC boxes on native-resolution tiles (YOLO)")
+    _datasets_arg(a)
+    a.add_argument("--out", type=Path, required=True, metavar="DIR")
+    a.add_argument("--tile", type=int, default=640, help="tile size in pixels (default 640)")
+    a.add_argument("--seed", type=int, default=0, help="seed of the by-image train/val/test split (default 0)")
+    a.set_defaults(func=_run_dataset_allidb)
+
+    d = dsub.add_parser("detection", help="BCCD + ALL-IDB1 tiles combined into one YOLO data.yaml")
+    _datasets_arg(d)
+    d.add_argument("--out", type=Path, required=True, metavar="DIR")
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(func=_run_dataset_detection)
+
+    c = dsub.add_parser("crops", help="blast/normal crops for the classifier, split by source image")
+    _datasets_arg(c)
+    c.add_argument("--out", type=Path, required=True, metavar="DIR")
+    c.add_argument("--size", type=int, default=300, help="crop side in pixels (default 300)")
+    c.add_argument("--margin", type=float, default=0.15, help="padding around each box (fraction of its side)")
+    c.add_argument("--no-allidb1", action="store_true", help="leave out crops cut at ALL-IDB1 points")
+    c.add_argument("--no-bccd", action="store_true", help="leave out BCCD WBC crops (extra normals)")
+    c.add_argument("--seed", type=int, default=0)
+    c.set_defaults(func=_run_dataset_crops)
+
+
+# ---------------------------------------------------------------------------------------------------- train
+
+
+def _detector_metrics(weights: Path, data: str, imgsz: int, device: str, split: str) -> dict:
+    """ultralytics' validator on one split (AP computed by ultralytics; `workbench eval detection` reproduces it
+    with pycocotools)."""
+    from detection.ultralytics_env import import_ultralytics
+
+    import_ultralytics()
+    from ultralytics import YOLO
+
+    metrics = YOLO(str(weights)).val(data=data, split=split, imgsz=imgsz, device=device, plots=False,
+                                     verbose=False, batch=8, workers=0)
+    box = metrics.box
+    return {"precision": round(float(box.mp), 4), "recall": round(float(box.mr), 4),
+            "ap50": round(float(box.map50), 4), "ap50_95": round(float(box.map), 4)}
+
+
+def _run_train_detector(args) -> int:
+    import yaml
+
+    from detection.errors import DetectorLoadError
+    from detection.train import DetectorTrainConfig, train_detector
+    from workbench.registry import register_weights, write_entry_file
+
+    data = Path(args.data)
+    if not data.is_file():
+        raise DatasetError(f"data yaml not found: {data}")
+    config = DetectorTrainConfig(
+        data=str(data), model=args.model, pretrained=args.pretrained, imgsz=args.imgsz, epochs=args.epochs,
+        batch=args.batch, device=args.device, patience=args.patience, workers=args.workers,
+        project=str(args.out), name=args.name, seed=args.seed, cache=args.cache, resume=args.resume,
+        plots=not args.no_plots,
+    )
+    try:
+        best = train_detector(config)
+    except DetectorLoadError as exc:
+        raise WorkbenchError(str(exc)) from exc
+    data_cfg = yaml.safe_load(data.read_text())
+    splits = [s for s in ("val", "test") if data_cfg.get(s)]
+    metrics = {s: _detector_metrics(best, str(data), args.imgsz, args.device, s) for s in splits}
+    from detection.predictor import load_yolo
+
+    names = load_yolo(best).names
+    entry = WeightsEntry(
+        name=args.register or f"{Path(args.model).stem}-{args.name}", file=best.name, task="detect",
+        architecture=Path(args.model).stem, class_names=[names[i] for i in sorted(names)], input_size=args.imgsz,
+        sha256="", data=str(data), split="train: train, selected on: val, reported on: " + ", ".join(splits),
+        metrics={"computed_by": "ultralytics validator", **metrics}, train=config.train_kwargs() | {
+            "model": args.model, "pretrained": args.pretrained, "finished": datetime.now(timezone.utc).isoformat()},
+    )
+    from workbench.weights import sha256_file
+
+    entry.sha256 = sha256_file(best)
+    write_entry_file(best.parent / "manifest_entry.yaml", entry)
+    print(f"best weights: {best}  metrics: {metrics}")
+    if args.register:
+        register_weights(best, entry, make_default=args.default)
+        print(f"registered as '{entry.name}' in weights/manifest.yaml")
+    return 0
+
+
+def _run_train_classifier(args) -> int:
+    from classification.train import main as train_main
+
+    return train_main(args.classifier_args)
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train the detector or the classifier",
+                       description="Train with ultralytics' trainer (detector) or the EfficientNet-B3 trainer "
+                                   "(classifier; runs under torchrun for multi-GPU / multi-node).")
+    tsub = p.add_subparsers(dest="train_command", metavar="MODEL", required=True)
+
+    d = tsub.add_parser("detector", help="train the YOLOv8 WBC detector (ultralytics trainer)")
+    d.add_argument("--data", required=True, metavar="DATA.yaml", help="ultralytics data yaml (see `workbench dataset`)")
+    d.add_argument("--model", default="yolov8n.yaml", help="architecture yaml, built from scratch (default yolov8n.yaml)")
+    d.add_argument("--pretrained", metavar="PATH", help="local .pt to start from (e.g. COCO yolov8n.pt if you have it)")
+    d.add_argument("--imgsz", type=int, default=640)
+    d.add_argument("--epochs", type=int, default=100)
+    d.add_argument("--batch", type=int, default=16)
+    d.add_argument("--device", default="cpu", help="cpu, 0, or 0,1,2,3 for multi-GPU (ultralytics DDP)")
+    d.add_argument("--patience", type=int, default=30, help="early stopping patience in epochs")
+    d.add_argument("--workers", type=int, default=2, help="data loader workers")
+    d.add_argument("--cache", action="store_true", help="cache decoded images in RAM")
+    d.add_argument("--no-plots", action="store_true", help="skip ultralytics' training plots")
+    d.add_argument("--out", type=Path, default=Path("runs/detector"), help="runs folder (default runs/detector)")
+    d.add_argument("--name", default="train", help="run name inside --out (default train)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--resume", action="store_true", help="continue --out/--name from its last.pt")
+    d.add_argument("--register", metavar="NAME", help="copy the best weights into weights/ under NAME and list them")
+    d.add_argument("--default", action="store_true", help="with --register: make them the default detector")
+    d.set_defaults(func=_run_train_detector)
+
+    c = tsub.add_parser("classifier", add_help=False,
+                        help="train the EfficientNet-B3 blast/normal classifier (see `workbench train classifier --help`)")
+    c.add_argument("classifier_args", nargs=argparse.REMAINDER)
+    c.set_defaults(func=_run_train_classifier)
+
+
+def register(sub) -> None:
+    _add_dataset(sub)
+    _add_train(sub)
