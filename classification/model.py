@@ -114,9 +114,12 @@ def _plain(value: Any) -> Any:
         return value.item()
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().tolist()
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if value is None or type(value) in (bool, int, float, str):
         return value
-    return str(value)
+    for base in (bool, int, float):  # subclasses (e.g. IntEnum) are refused by weights_only loading
+        if isinstance(value, base):
+            return base(value)
+    return str(value)  # includes str subclasses such as torch.__version__ (TorchVersion)
 
 
 def save_classifier(

@@ -1,0 +1,331 @@
+"""Tests for the classifier's crop dataset builder and training loop, on a real slice of ALL-IDB and BCCD.
+
+Kept fast on a busy 2-core CPU: 64 px crops and inputs, a few crops per split, one epoch, one torch thread per
+process. The networks are real (EfficientNet-B3, weights=None); nothing is faked. The data comes from SMEAR_DATASETS
+(default <repo>/../shared/datasets); tests skip with the reason when it is absent.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import shutil
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from classification.dataset import (
+    CLASS_INDEX,
+    CLASS_NAMES,
+    CropDataset,
+    CropRecord,
+    _check_no_leak,
+    build_crop_dataset,
+    read_split_file,
+)
+from classification.train import (
+    ClassifierTrainConfig,
+    PlateauRule,
+    binary_metrics,
+    build_parser,
+    config_from_args,
+    train_classifier,
+)
+from tests.conftest import ALLIDB1, ALLIDB2, BCCD_ROOT, REPO_ROOT, need
+
+SIZE = 64
+LIMIT = 1  # source images per split and dataset family
+
+
+def _tiny_config(data: Path, out: Path, **overrides) -> ClassifierTrainConfig:
+    settings = dict(data=str(data), out=str(out), input_size=SIZE, epochs=1, batch=4, workers=0, num_threads=1,
+                    max_per_split=4, seed=0, device="cpu")
+    settings.update(overrides)
+    return ClassifierTrainConfig(**settings)
+
+
+@pytest.fixture(scope="module")
+def crops(tmp_path_factory, datasets_root) -> Path:
+    need(ALLIDB1)
+    need(ALLIDB2)
+    need(BCCD_ROOT)
+    out = tmp_path_factory.mktemp("crops") / "crops_v1"
+    build_crop_dataset(datasets_root, out, crop_size=SIZE, limit=LIMIT, seed=0)
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, crops) -> tuple[Path, object]:
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("run")
+    result = train_classifier(_tiny_config(crops, out))
+    return out, result
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# crop dataset
+
+
+def test_class_map_is_fixed():
+    assert CLASS_NAMES == ("blast", "normal")
+    assert CLASS_INDEX == {"blast": 0, "normal": 1}
+    assert CropDataset.class_names == CLASS_NAMES
+
+
+def test_crop_build_counts_and_files(crops):
+    report = json.loads((crops / "build_report.json").read_text())
+    records = read_split_file(crops / "split.csv")
+    assert report["class_names"] == ["blast", "normal"] and report["crop_size"] == SIZE and report["seed"] == 0
+    # the report's counts are exactly the rows of split.csv, which are exactly the files on disk
+    counted = defaultdict(int)
+    for rec in records:
+        counted[(rec.split, rec.label, rec.dataset)] += 1
+        assert rec.file == f"{rec.split}/{rec.label}/{Path(rec.file).name}"
+        assert rec.extra_normal == (rec.dataset == "bccd")
+        assert rec.x2 > rec.x1 and rec.y2 > rec.y1
+    for split, by_class in report["counts"].items():
+        for label, by_dataset in by_class.items():
+            for dataset, n in by_dataset.items():
+                assert counted[(split, label, dataset)] == n, (split, label, dataset)
+    on_disk = sorted(str(p.relative_to(crops)) for p in crops.glob("*/*/*.png"))
+    assert on_disk == sorted(r.file for r in records)
+    # a slice still holds every source and both classes, in every split
+    for split in ("train", "val", "test"):
+        assert report["totals"][split] > 0
+        assert report["source_images"][split] == {"allidb": LIMIT, "bccd": LIMIT}
+    assert sum(report["counts"][s]["blast"]["allidb2"] for s in report["counts"]) > 0
+    assert sum(report["counts"][s]["blast"]["allidb1"] for s in report["counts"]) > 0
+    assert sum(report["counts"][s]["normal"]["allidb1"] for s in report["counts"]) > 0
+    assert sum(report["counts"][s]["normal"]["bccd"] for s in report["counts"]) > 0
+    assert not any(report["counts"][s]["blast"]["bccd"] for s in report["counts"])  # BCCD holds no blasts
+
+
+def test_crops_are_square_rgb_of_crop_size(crops):
+    ds = CropDataset(crops)
+    for index in range(0, len(ds), max(1, len(ds) // 12)):
+        image = ds.read_image(index)
+        assert image.shape == (SIZE, SIZE, 3) and image.dtype == np.uint8
+
+
+def test_no_source_image_in_two_splits(crops, datasets_root):
+    from detection.allidb import allidb1_split
+
+    records = read_split_file(crops / "split.csv")
+    splits = defaultdict(set)
+    for rec in records:
+        splits[("bccd" if rec.dataset == "bccd" else "allidb", rec.source_image)].add(rec.split)
+    assert all(len(s) == 1 for s in splits.values()), {k: v for k, v in splits.items() if len(v) > 1}
+    # ALL-IDB crops follow THE ALL-IDB1 split, BCCD crops BCCD's official lists
+    allidb = {Path(k).name if Path(k).suffix else f"{k}.jpg": v
+              for k, v in allidb1_split(datasets_root / "all-idb", seed=0).items()}
+    official = {s: set((BCCD_ROOT / "ImageSets" / "Main" / f"{s}.txt").read_text().split())
+                for s in ("train", "val", "test")}
+    for rec in records:
+        if rec.dataset == "bccd":
+            assert Path(rec.source_image).stem in official[rec.split]
+        else:
+            assert allidb[rec.source_image] == rec.split
+
+
+def test_leak_check_refuses_shared_source_image():
+    a = CropRecord("train/blast/a.png", "blast", "train", "allidb2", "Im006_1.jpg", 0, 0, 10, 10)
+    b = CropRecord("val/normal/b.png", "normal", "val", "allidb1", "Im006_1.jpg", 0, 0, 10, 10)
+    with pytest.raises(ValueError, match="more than one split"):
+        _check_no_leak([a, b])
+
+
+def test_same_cell_kept_once(crops):
+    """No ALL-IDB1 point crop lies within 20 px of an ALL-IDB2 crop centre of the same source image."""
+    centres = defaultdict(list)
+    with (ALLIDB2 / "crop_sources.csv").open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            centres[row["allidb1_source_image"]].append((float(row["cell_centre_x"]), float(row["cell_centre_y"])))
+    pattern = re.compile(r"_(\d+)_(\d+)\.png$")
+    checked = 0
+    for rec in read_split_file(crops / "split.csv"):
+        if rec.dataset != "allidb1":
+            continue
+        x, y = (float(v) for v in pattern.search(rec.file).groups())
+        assert all(math.hypot(x - cx, y - cy) > 20 for cx, cy in centres.get(rec.source_image, [])), rec.file
+        checked += 1
+    assert checked > 0
+
+
+def test_allidb2_box_framing(tmp_path, datasets_root):
+    """ALL-IDB2 cells re-cut around their point_to_box box: same cells and labels, boxes no longer 257 px windows."""
+    need(ALLIDB2)
+    out = tmp_path / "boxed"
+    report = build_crop_dataset(datasets_root, out, crop_size=SIZE, limit=LIMIT, include_allidb1=False,
+                                include_bccd=False, allidb2_framing="box")
+    records = read_split_file(out / "split.csv")
+    assert records and all(r.dataset == "allidb2" for r in records)
+    assert report.allidb2_framing == "box"
+    boxed = [r for r in records if (r.x2 - r.x1, r.y2 - r.y1) != (257.0, 257.0)]
+    assert boxed and len(boxed) >= len(records) - sum(v for k, v in report.skipped.items() if k.startswith("allidb2_native"))
+    assert all(r.label == ("blast" if Path(r.file).stem.endswith("_1") else "normal") for r in records)
+    image = CropDataset(out).read_image(0)
+    assert image.shape == (SIZE, SIZE, 3)
+
+
+def test_crop_dataset_items_and_layouts(crops, tmp_path):
+    by_csv = CropDataset(crops / "split.csv", "train")
+    by_folder = CropDataset(crops, "train")  # split.csv found in the folder
+    assert [r.file for r in by_folder.records] == [r.file for r in by_csv.records]
+    tensor, label = by_csv[0]
+    assert tensor.dtype == torch.float32 and tensor.shape == (3, SIZE, SIZE)
+    assert label == CLASS_INDEX[by_csv.records[0].label]
+    # a folder-per-class tree without split.csv gives the same crops with the same label indices
+    shutil.copytree(crops / "train", tmp_path / "train")
+    tree = CropDataset(tmp_path, "train")
+    assert sorted((Path(r.file).name, i) for r, i in zip(tree.records, tree.labels)) == sorted(
+        (Path(r.file).name, i) for r, i in zip(by_csv.records, by_csv.labels)
+    )
+    assert tree[0][1] == tree.labels[0]
+    no_extra = CropDataset(crops, "train", include_extra_normal=False)
+    assert all(not r.extra_normal for r in no_extra.records) and len(no_extra) < len(by_csv)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# training rules
+
+
+def test_plateau_rule_restores_and_halves_lr():
+    rule = PlateauRule(lr=1e-4, factor=0.5, min_lr=1e-6, patience=4)
+    d = rule.step(1, 0.70)
+    assert d.improved and not d.restore_best and d.lr == 1e-4
+    d = rule.step(2, 0.60)
+    assert d.improved and rule.best == 0.60 and rule.best_epoch == 2
+    d = rule.step(3, 0.65)  # rose above the best: go back to epoch 2's weights, halve the LR
+    assert not d.improved and d.restore_best and d.lr == pytest.approx(5e-5) and not d.stop
+    d = rule.step(4, 0.60)  # equal to the best: a plateau, nothing to restore
+    assert not d.improved and not d.restore_best and d.lr == pytest.approx(5e-5)
+    d = rule.step(5, 0.55)  # better again: the counter restarts
+    assert d.improved and rule.bad_epochs == 0
+    decisions = [rule.step(e, 0.9) for e in range(6, 10)]
+    assert [d.lr for d in decisions] == pytest.approx([2.5e-5, 1.25e-5, 6.25e-6, 3.125e-6])
+    assert [d.stop for d in decisions] == [False, False, False, True]  # patience 4 epochs without improvement
+    floor = PlateauRule(lr=3e-6, min_lr=1e-6, patience=100)
+    floor.step(1, 1.0)
+    assert [floor.step(e, 2.0).lr for e in range(2, 5)] == pytest.approx([1.5e-6, 1e-6, 1e-6])
+    nan = PlateauRule(lr=1e-4)
+    nan.step(1, 0.5)
+    d = nan.step(2, float("nan"))
+    assert d.restore_best and d.lr == pytest.approx(5e-5)
+    first = PlateauRule(lr=1e-4).step(1, float("nan"))
+    assert not first.improved and not first.restore_best  # nothing to restore yet
+
+
+def test_plateau_rule_lr_patience_skips_single_wobbles():
+    rule = PlateauRule(lr=1e-4, lr_patience=2, patience=10)
+    rule.step(1, 0.5)
+    first, second, third = rule.step(2, 0.6), rule.step(3, 0.6), rule.step(4, 0.6)
+    assert not first.restore_best and first.lr == 1e-4  # one worse epoch: carry on
+    assert second.restore_best and second.lr == pytest.approx(5e-5)  # the second: restore and cut
+    assert not third.restore_best
+
+
+def test_plateau_rule_early_stop():
+    rule = PlateauRule(lr=1e-4, patience=3)
+    rule.step(1, 0.5)
+    assert [rule.step(e, 0.6).stop for e in (2, 3, 4)] == [False, False, True]
+
+
+def test_binary_metrics_blast_is_positive():
+    labels = [0, 0, 0, 1, 1]  # blast, blast, blast, normal, normal
+    p_blast = [0.9, 0.8, 0.3, 0.6, 0.1]
+    m = binary_metrics(labels, p_blast)
+    assert (m["tp"], m["fn"], m["fp"], m["tn"]) == (2, 1, 1, 1)
+    assert m["accuracy"] == pytest.approx(0.6)
+    assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == pytest.approx(2 / 3)
+    assert m["specificity"] == pytest.approx(0.5) and m["f1"] == pytest.approx(2 / 3)
+    assert m["roc_auc"] == pytest.approx(5 / 6)
+    assert binary_metrics([1, 1], [0.2, 0.7])["roc_auc"] is None
+
+
+def test_cli_mirrors_config():
+    args = build_parser().parse_args(["--data", "d", "--input-size", "160", "--balance", "loss", "--no-augment",
+                                      "--freeze-epochs", "2", "--pretrained", "w.pt", "--num-threads", "3"])
+    config = config_from_args(args)
+    assert config == ClassifierTrainConfig(data="d", input_size=160, balance="loss", augment=False, freeze_epochs=2,
+                                           pretrained="w.pt", num_threads=3)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--data", "d", "--balance", "oversample"])
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# training runs
+
+
+def test_one_epoch_writes_loadable_best_checkpoint(trained, crops, bccd_image):
+    from classification import BlastClassifier, load_classifier
+    from classification.train import _sha256
+
+    out, result = trained
+    assert Path(result.best_path) == out / "best.pt" and result.best_epoch == 1 and result.last_epoch == 1
+    model, spec = load_classifier(out / "best.pt")
+    assert spec.class_names == ["blast", "normal"] and spec.input_size == SIZE
+    meta = spec.meta
+    assert meta["epoch"] == 1 and meta["split_sha256"] == _sha256(crops / "split.csv")
+    assert meta["config"]["input_size"] == SIZE and "loss" in meta["val"]
+    for key in ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc"):
+        assert key in meta["test"] and key in meta["test_allidb"]
+    assert meta["test"] == result.test and meta["test"]["n"] > 0
+    assert meta["data"]["train"]  # counts of what the run trained on
+    classifier = BlastClassifier(out / "best.pt", batch=4)
+    import cv2
+
+    image = cv2.imread(str(bccd_image))[:, :, ::-1].copy()
+    labels = classifier.classify_boxes(image, [(50, 50, 250, 250), (300, 200, 500, 400)])
+    assert len(labels) == 2 and all(0.0 <= c.p_blast <= 1.0 and c.label in CLASS_NAMES for c in labels)
+    rows = list(csv.DictReader((out / "log.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1"] and rows[0]["action"] == "best"
+    assert float(rows[0]["lr"]) == pytest.approx(1e-4)
+
+
+def test_resume_continues_the_epoch_count(trained, crops, tmp_path):
+    out, _ = trained
+    state = torch.load(out / "last_state.pt", map_location="cpu", weights_only=True)
+    assert state["epoch"] == 1 and state["model"]["classifier.1.weight"].dtype == torch.float32
+    with pytest.raises(FileExistsError):  # never silently restart over an earlier run
+        train_classifier(_tiny_config(crops, out, epochs=2))
+    result = train_classifier(_tiny_config(crops, out, epochs=2, resume=True))
+    assert result.last_epoch == 2
+    rows = list(csv.DictReader((out / "log.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert torch.load(out / "last_state.pt", map_location="cpu", weights_only=True)["epoch"] == 2
+    # seeded and resumable: two epochs in one go give the same numbers as one epoch plus a resumed one
+    fresh = tmp_path / "fresh"
+    train_classifier(_tiny_config(crops, fresh, epochs=2))
+    columns = ("train_loss", "train_acc", "val_loss", "lr", "action")
+    again = list(csv.DictReader((fresh / "log.csv").open()))
+    assert [[r[c] for c in columns] for r in again] == [[r[c] for c in columns] for r in rows]
+
+
+def test_ddp_two_cpu_processes(tmp_path, crops):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "classification.train", "--data", str(crops), "--out", str(out), "--input-size", str(SIZE),
+           "--epochs", "1", "--batch", "2", "--workers", "0", "--num-threads", "1", "--max-per-split", "4",
+           "--device", "cpu"]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 0, text[-3000:]
+    # rank 0 alone writes: once as the epoch's best, once more adding the test metrics to its meta; the other rank
+    # logs at INFO too (tagged "[rank 1]") and must have written nothing
+    assert text.count("saved best") == 1, text[-3000:]
+    assert len(re.findall(r"saved classifier \S*best\.pt", text)) == 2, text[-3000:]
+    assert "[rank 1]" not in text, text[-3000:]
+    assert "DDP: class balance by loss weights" in text
+    rows = list(csv.DictReader((out / "log.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1"]
+    from classification import load_classifier
+
+    _, spec = load_classifier(out / "best.pt")
+    assert spec.meta["world_size"] == 2 and spec.meta["test"]["n"] > 0
