@@ -15,3 +15,12 @@ class WeightsError(WorkbenchError):
 
 class ConfigError(WorkbenchError):
     """A configuration file or option is invalid."""
+
+
+class DatasetError(WorkbenchError):
+    """Training or evaluation data is missing or malformed: a datasets folder, data yaml, split list, label or
+    points file, or class names that do not match the model's."""
+
+
+class EvalRunError(WorkbenchError):
+    """A saved evaluation run (its folder or metrics.json) is missing or unreadable."""

@@ -28,7 +28,7 @@ CancelCheck = Callable[[], bool]
 ImageSink = Callable[[SmearResult, np.ndarray], None]  # receives each decoded image (e.g. to draw the PNG)
 
 
-def _load_detector(config: dict[str, Any], manifest: Manifest):
+def load_detector(config: dict[str, Any], manifest: Manifest):
     from detection import DetectorLoadError, TilingConfig
     from detection.predictor import WbcDetector
 
@@ -50,7 +50,7 @@ def _load_detector(config: dict[str, Any], manifest: Manifest):
     return detector, info
 
 
-def _load_classifier(config: dict[str, Any], manifest: Manifest):
+def load_classifier_weights(config: dict[str, Any], manifest: Manifest):
     from classification import ClassifierLoadError
     from classification.predictor import BlastClassifier
 
@@ -81,8 +81,8 @@ class SmearAnalyzer:
     def from_config(cls, config: dict[str, Any] | None = None, manifest: Manifest | None = None) -> "SmearAnalyzer":
         config = config or load_config()
         manifest = manifest or Manifest.load()
-        detector, det_info = _load_detector(config, manifest)
-        classifier, cls_info = _load_classifier(config, manifest)
+        detector, det_info = load_detector(config, manifest)
+        classifier, cls_info = load_classifier_weights(config, manifest)
         return cls(detector, classifier, config, det_info, cls_info)
 
     @property

@@ -1,0 +1,571 @@
+"""`workbench eval`: detection, classifier and end-to-end (pipeline) evaluation runs, each saved as a run folder with
+metrics.json (see workbench.eval_runs), CSV tables and PNG plots.
+
+- detection: detection.evaluate (pycocotools AP, P/R at the operating and the best-F1 confidence) on a YOLO data
+  yaml or VOC folder split, with the detector run exactly as `analyze` runs it (tiling included).
+- classifier: classification.evaluate on labelled crops, optionally against a second classifier (McNemar).
+- pipeline: the whole SmearAnalyzer on smear images against per-image cell boxes labelled blast / normal (YOLO txt
+  + names file) or, with points=True, expert blast points (ALL-IDB .xyc).
+
+Pipeline matching: predicted cells, in decreasing detector confidence, each take the unmatched true cell of highest
+IoU if it is >= 0.5 (label ignored), which gives WBC detection P/R. A true blast counts as found only if its matched
+cell is labelled blast; a predicted blast is false unless matched to a true blast. With points, a predicted blast box
+(again in decreasing detector confidence) hits the unhit point inside it nearest its centre; points mark blasts only,
+so WBC detection P/R are not defined there (null).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import importlib.util
+import io
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import yaml
+
+from workbench.errors import DatasetError, WorkbenchError
+from workbench.eval_runs import base_metrics, new_run_dir, save_run
+from workbench.results import SmearResult, write_atomic
+
+log = logging.getLogger(__name__)
+
+IOU_MATCH = 0.5
+POINTS_SUFFIX = ".xyc"
+NAMES_FILES = ("classes.txt", "names.txt", "data.yaml", "names.yaml")
+Progress = Callable[[int, int], None]
+XYXY = tuple[float, float, float, float]
+
+
+@dataclass
+class EvalOutcome:
+    """What a finished eval run wrote: its folder, the metrics.json content, and images that could not be used."""
+
+    run_dir: Path
+    metrics: dict[str, Any]
+    failed: list[str] = field(default_factory=list)
+
+
+def _weights_info(info) -> dict[str, str]:
+    return {"name": info.name, "path": info.path, "sha256": info.sha256}
+
+
+def _dataset_error(exc: Exception) -> DatasetError:
+    return DatasetError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# detection
+
+
+def run_detection_eval(data: Path | str, split: str, config: dict[str, Any], out: Path | str | None = None,
+                       progress: Progress | None = None) -> EvalOutcome:
+    """Evaluate the detector of `config` (detector.weights, conf = the operating threshold, tiling) on a split.
+
+    The detector is run once at detection.evaluate.AP_CONF (0.001) with the configured NMS IoU, imgsz, max_det and
+    tiling; AP uses all those predictions, precision / recall keep those >= the operating conf."""
+    from detection.evaluate import (AP_CONF, DatasetFormatError, evaluate_detections, load_ground_truth,
+                                    run_predictions, write_detection_outputs)
+    from workbench.images import load_image
+    from workbench.pipeline import load_detector  # the loader analyze uses: same weights checks and tiling
+    from workbench.weights import Manifest
+
+    if importlib.util.find_spec("pycocotools") is None:  # AP comes from it: say so before any work is done
+        raise WorkbenchError("detection eval needs pycocotools: pip install pycocotools")
+    try:
+        gt = load_ground_truth(data, split)  # data problems are reported before the (slower) model load
+    except DatasetFormatError as exc:
+        raise _dataset_error(exc) from None
+    operating_conf = float(config["detector"]["conf"])
+    if not 0 < operating_conf <= 1:
+        raise WorkbenchError(f"detector conf must be in (0, 1], not {operating_conf}")
+    ap_config = copy.deepcopy(config)
+    ap_config["detector"]["conf"] = min(AP_CONF, operating_conf)
+    detector, info = load_detector(ap_config, Manifest.load())
+    try:
+        gt = gt.select([detector.class_name])
+    except DatasetFormatError as exc:
+        raise _dataset_error(exc) from None
+    max_pixels = config["images"]["max_pixels"]
+
+    def predict(path: Path):
+        out_ = detector.detect(load_image(path, max_pixels))
+        return [(b.xyxy, b.conf, b.class_name) for b in out_.boxes]
+
+    predictions = run_predictions(gt, predict, progress)
+    metrics = evaluate_detections(gt, predictions, conf=operating_conf, iou_match=IOU_MATCH,
+                                  max_dets=max(300, int(config["detector"]["max_det"])),
+                                  ap_conf=ap_config["detector"]["conf"])
+    run_dir = new_run_dir("detection", out)
+    files = write_detection_outputs(run_dir, gt, predictions, metrics)
+    det, til = config["detector"], config["tiling"]
+    thresholds = {**metrics.thresholds, "nms_iou": det["iou"], "imgsz": det["imgsz"], "max_det": det["max_det"],
+                  "tile_mode": til["mode"], "tile_overlap": til["overlap"]}
+    result = base_metrics(
+        "detection", _weights_info(info), str(data), split, thresholds, metrics.summary(), metrics.per_class_dict(),
+        files["plots"], files["tables"], files=files["files"],
+        overall=asdict(metrics.overall),
+        confusion_matrix={"labels": metrics.confusion_labels, "matrix": metrics.confusion,
+                          "rows": "true", "columns": "predicted"},
+        ground_truth={"source": gt.source, "classes": gt.class_names, "images": len(gt.images),
+                      "instances": gt.instances(), "notes": gt.notes},
+        detector={"class_names": info.class_names, "architecture": info.architecture},
+        notes=["AP50 and AP50-95 are pycocotools COCOeval (bbox, area all, 101 recall points, maxDets "
+               f"{metrics.thresholds['coco_max_dets']}) on predictions.json against gt_coco.json",
+               f"predictions were collected at conf >= {ap_config['detector']['conf']:g}; precision/recall at "
+               f"conf {operating_conf:g} keep the predictions >= it (on tiled images the tile merge can differ "
+               "slightly from an analyze run at that conf)"],
+    )
+    save_run(run_dir, result)
+    return EvalOutcome(run_dir, result)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# classifier
+
+
+def _classifier_from(config: dict[str, Any], weights: str | None):
+    from workbench.pipeline import load_classifier_weights  # same weights checks as analyze
+    from workbench.weights import Manifest
+
+    cfg = copy.deepcopy(config)
+    if weights is not None:
+        cfg["classifier"]["weights"] = weights
+    return load_classifier_weights(cfg, Manifest.load())
+
+
+def run_classifier_eval(data: Path | str, config: dict[str, Any], split: str | None = None,
+                        compare: str | None = None, threshold: float = 0.5, out: Path | str | None = None,
+                        progress: Progress | None = None, include_extra_normal: bool = True) -> EvalOutcome:
+    """Evaluate the classifier of `config` (and optionally `compare`, a second weight file or manifest name) on
+    labelled crops; see classification.evaluate for the layouts."""
+    from classification.evaluate import (DatasetFormatError, classifier_metrics, load_crop_dataset, mcnemar,
+                                         metrics_dict, predict_crops, write_classifier_outputs)
+
+    if not 0 < threshold < 1:
+        raise WorkbenchError(f"--threshold must be between 0 and 1, not {threshold}")
+    if not Path(data).expanduser().exists():
+        raise DatasetError(f"crop data not found: {data}")
+    classifier, info = _classifier_from(config, None)
+    second = _classifier_from(config, compare) if compare is not None else None
+    blast = config["classifier"]["blast_class"].lower()
+    try:
+        samples, used_split = load_crop_dataset(data, classifier.class_names, split, include_extra_normal)
+        if second is not None:
+            foreign = {s.label for s in samples} - {c.lower() for c in second[0].class_names}
+            if foreign:
+                raise DatasetFormatError(f"{data}: labels {sorted(foreign)} are not classes of the compared "
+                                         f"classifier {second[0].class_names}")
+        y = np.array([s.label == blast for s in samples])
+        p = predict_crops(classifier, samples, blast, progress)
+        p2 = predict_crops(second[0], samples, blast, progress) if second is not None else None
+    except DatasetFormatError as exc:
+        raise _dataset_error(exc) from None
+    metrics = classifier_metrics(y, p, threshold)
+    run_dir = new_run_dir("classifier", out)
+    extra: dict[str, Any] = {}
+    compare_args = None
+    if second is not None:
+        m2 = classifier_metrics(y, p2, threshold)
+        test = mcnemar((p >= threshold) == y, (p2 >= threshold) == y)
+        compare_args = (second[1].name, p2, m2)
+        extra["compare"] = {"weights": _weights_info(second[1]), "summary": m2.summary(),
+                            "metrics": metrics_dict(m2), "mcnemar": asdict(test)}
+    files = write_classifier_outputs(run_dir, samples, p, metrics, info.name, compare_args)
+    summary = metrics.summary()
+    if second is not None:
+        summary["mcnemar_p"] = extra["compare"]["mcnemar"]["p_value"]
+    result = base_metrics(
+        "classifier", _weights_info(info), str(data), used_split,
+        {"blast": threshold, "best_f1": metrics.best_f1["threshold"], "positive_class": blast,
+         "extra_normal": include_extra_normal},
+        summary, metrics.per_class, files["plots"], files["tables"],
+        ci95=metrics.ci95, bootstrap=metrics.bootstrap, best_f1=metrics.best_f1,
+        confusion_matrix={"labels": metrics.labels, "matrix": metrics.confusion, "rows": "true",
+                          "columns": "predicted"},
+        classifier={"class_names": info.class_names, "input_size": info.input_size}, **extra,
+    )
+    save_run(run_dir, result)
+    return EvalOutcome(run_dir, result)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# pipeline: ground truth
+
+
+@dataclass
+class TrueCell:
+    xyxy: XYXY
+    label: str                                    # blast | normal (lowercased names-file class)
+
+
+@dataclass
+class ImageTruth:
+    """One image's truth: cell boxes (box mode) or blast points (points mode)."""
+
+    cells: list[TrueCell] = field(default_factory=list)
+    points: list[tuple[float, float]] | None = None   # set in points mode
+    label_file: bool = True                            # False: no label file, counted as an image without cells
+
+    @property
+    def n_blast(self) -> int:
+        return len(self.points) if self.points is not None else sum(c.label == "blast" for c in self.cells)
+
+
+def read_names(path: Path) -> list[str]:
+    """Class names in id order from a .txt (one per line) or a yaml (`names:` list or mapping, or a bare list)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise DatasetError(f"cannot read names file {path}: {exc.strerror or exc}") from None
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise DatasetError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        names = raw.get("names") if isinstance(raw, dict) else raw
+        if isinstance(names, dict):
+            try:
+                names = [names[k] for k in sorted(names, key=int)]
+            except (TypeError, ValueError):
+                raise DatasetError(f"{path}: 'names' keys must be class ids 0..N-1") from None
+        if not isinstance(names, list):
+            raise DatasetError(f"{path}: expected a list of class names or a 'names:' entry")
+    else:
+        names = [line.strip() for line in text.splitlines() if line.strip()]
+    names = [str(n).strip().lower() for n in names]
+    if not names:
+        raise DatasetError(f"names file {path} lists no classes")
+    return names
+
+
+def find_names_file(labels_dir: Path, names: Path | None) -> Path:
+    if names is not None:
+        if not names.is_file():
+            raise DatasetError(f"names file not found: {names}")
+        return names
+    for candidate in NAMES_FILES:
+        if (labels_dir / candidate).is_file():
+            return labels_dir / candidate
+    raise DatasetError(f"{labels_dir} has no names file ({', '.join(NAMES_FILES)}); pass --names FILE")
+
+
+def load_box_truth(images: Sequence[Path], labels_dir: Path, names: Sequence[str]) -> dict[Path, ImageTruth]:
+    """YOLO txt labels (`class cx cy w h`, normalised) per image stem -> true cells in pixels."""
+    from detection.evaluate import DatasetFormatError, read_yolo_labels
+    from workbench.errors import ImageLoadError
+    from workbench.images import image_size
+
+    truths: dict[Path, ImageTruth] = {}
+    for image in images:
+        label = labels_dir / f"{image.stem}.txt"
+        if not label.is_file():
+            truths[image] = ImageTruth(label_file=False)
+            continue
+        try:
+            width, height = image_size(image)
+        except (ImageLoadError, OSError, ValueError):  # the analysis reports the image as failed, leaves it out
+            truths[image] = ImageTruth()
+            continue
+        try:
+            boxes = read_yolo_labels(label, len(names), width, height)
+        except DatasetFormatError as exc:
+            raise _dataset_error(exc) from None
+        truths[image] = ImageTruth(cells=[TrueCell(tuple(b), names[c]) for b, c in boxes])
+    return truths
+
+
+def read_points(path: Path) -> list[tuple[float, float]]:
+    """`x y` pixel points, one per line (ALL-IDB .xyc, tab or space separated); an empty file has none."""
+    points = []
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise DatasetError(f"cannot read points file {path}: {exc.strerror or exc}") from None
+    for number, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            if len(fields) != 2:
+                raise ValueError
+            x, y = float(fields[0]), float(fields[1])
+        except ValueError:
+            raise DatasetError(f"{path}:{number}: expected 'x y', got {line.strip()!r}") from None
+        points.append((x, y))
+    return points
+
+
+def load_point_truth(images: Sequence[Path], labels_dir: Path) -> dict[Path, ImageTruth]:
+    truths = {}
+    for image in images:
+        label = labels_dir / f"{image.stem}{POINTS_SUFFIX}"
+        truths[image] = (ImageTruth(points=read_points(label)) if label.is_file()
+                         else ImageTruth(points=[], label_file=False))
+    return truths
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# pipeline: matching and metrics
+
+
+def _div(a: float, b: float) -> float | None:
+    return float(a) / float(b) if b else None
+
+
+def _prf(tp: int, fp: int, fn: int) -> dict[str, Any]:
+    """Precision, recall, F1; a ratio with an empty denominator is undefined (None), e.g. recall on healthy images
+    only. F1 = 2TP / (2TP + FP + FN), which is 0 (not undefined) when nothing was found but something was there."""
+    return {"tp": tp, "fp": fp, "fn": fn, "precision": _div(tp, tp + fp), "recall": _div(tp, tp + fn),
+            "f1": _div(2 * tp, 2 * tp + fp + fn)}
+
+
+def _match_image(result: SmearResult, truth: ImageTruth, iou_match: float, blast_threshold: float | None):
+    """Counts for one image. blast_threshold None: a cell is a predicted blast when its label is blast; else when
+    p_blast >= blast_threshold (used for the best-F1 sweep)."""
+    from detection.evaluate import greedy_match
+
+    cells = sorted(result.cells, key=lambda c: -c.det_conf)
+    is_blast = [(c.label == "blast") if blast_threshold is None else (c.p_blast >= blast_threshold) for c in cells]
+    row = {"pred_wbc": len(cells), "pred_blast": int(sum(is_blast)), "true_blast": truth.n_blast}
+    if truth.points is not None:
+        free = np.ones(len(truth.points), dtype=bool)
+        pts = np.asarray(truth.points, dtype=float).reshape(-1, 2)
+        tp = 0
+        for cell, blast in zip(cells, is_blast):
+            if not blast:
+                continue
+            x1, y1, x2, y2 = cell.xyxy
+            inside = free & (pts[:, 0] >= x1) & (pts[:, 0] <= x2) & (pts[:, 1] >= y1) & (pts[:, 1] <= y2)
+            if inside.any():
+                centre = np.array([(x1 + x2) / 2, (y1 + y2) / 2])
+                candidates = np.flatnonzero(inside)
+                free[candidates[np.argmin(np.linalg.norm(pts[candidates] - centre, axis=1))]] = False
+                tp += 1
+        row.update(true_wbc=None, wbc_tp=None, blast_tp=tp, blast_fp=row["pred_blast"] - tp,
+                   blast_fn=len(truth.points) - tp, confusion=None)
+        return row
+    true_boxes = np.array([c.xyxy for c in truth.cells], dtype=float).reshape(-1, 4)
+    matched = greedy_match(np.array([c.xyxy for c in cells], dtype=float).reshape(-1, 4), true_boxes, iou_match)
+    true_blast = [c.label == "blast" for c in truth.cells]
+    blast_tp = sum(1 for j, b in zip(matched, is_blast) if j >= 0 and b and true_blast[j])
+    # confusion rows: true blast, true normal, no true cell; columns: predicted blast, predicted normal, not detected
+    confusion = np.zeros((3, 3), dtype=int)
+    for j, b in zip(matched, is_blast):
+        confusion[(0 if true_blast[j] else 1) if j >= 0 else 2, 0 if b else 1] += 1
+    for j in set(range(len(truth.cells))) - {int(m) for m in matched if m >= 0}:
+        confusion[0 if true_blast[j] else 1, 2] += 1
+    row.update(true_wbc=len(truth.cells), wbc_tp=int(np.sum(matched >= 0)), blast_tp=blast_tp,
+               blast_fp=row["pred_blast"] - blast_tp, blast_fn=sum(true_blast) - blast_tp, confusion=confusion)
+    return row
+
+
+@dataclass
+class PipelineMetrics:
+    mode: str                                  # boxes | points
+    images: int
+    wbc: dict[str, Any] | None                 # tp, fp, fn, precision, recall, f1 (None in points mode)
+    blast: dict[str, Any]
+    blast_best_f1: dict[str, Any]              # threshold on p_blast with the best cell-level blast F1
+    counts: dict[str, Any]                     # blast count MAE (and WBC count MAE with boxes), mean signed error
+    image_level: dict[str, Any]                # "contains blasts": tp, fp, fn, tn, sensitivity, specificity
+    cell_confusion: list[list[int]] | None
+    per_image: list[dict[str, Any]]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "wbc_precision": self.wbc["precision"] if self.wbc else None,
+            "wbc_recall": self.wbc["recall"] if self.wbc else None,
+            "blast_precision": self.blast["precision"], "blast_recall": self.blast["recall"],
+            "blast_f1": self.blast["f1"], "count_mae": self.counts["blast_mae"],
+            "image_sensitivity": self.image_level["sensitivity"],
+            "image_specificity": self.image_level["specificity"],
+            "images": self.images, "true_blasts": self.counts["true_blasts"],
+            "predicted_blasts": self.counts["predicted_blasts"],
+            "blast_best_f1_threshold": self.blast_best_f1["threshold"], "blast_best_f1": self.blast_best_f1["f1"],
+        }
+
+
+def evaluate_pipeline(results: Sequence[SmearResult], truths: dict[str, ImageTruth],
+                      iou_match: float = IOU_MATCH) -> PipelineMetrics:
+    """Metrics of analysed images against their truth (keyed by result.image_path). Failed results are left out
+    (the caller reports them); results without a truth entry are an error."""
+    ok = [r for r in results if r.ok]
+    missing = [r.image_path for r in ok if r.image_path not in truths]
+    if missing:
+        raise ValueError(f"no truth for {missing[:3]}")
+    points = any(truths[r.image_path].points is not None for r in ok)
+    rows, per_image = [], []
+    confusion = np.zeros((3, 3), dtype=int)
+    for r in ok:
+        truth = truths[r.image_path]
+        row = _match_image(r, truth, iou_match, None)
+        if row["confusion"] is not None:
+            confusion += row["confusion"]
+        rows.append(row)
+        true_pos, pred_pos = truth.n_blast > 0, row["pred_blast"] > 0
+        per_image.append({
+            "image": Path(r.image_path).name, "label_file": truth.label_file, "true_wbc": row["true_wbc"],
+            "pred_wbc": row["pred_wbc"], "wbc_tp": row["wbc_tp"], "true_blast": row["true_blast"],
+            "pred_blast": row["pred_blast"], "blast_tp": row["blast_tp"], "blast_fp": row["blast_fp"],
+            "blast_fn": row["blast_fn"], "blast_count_error": row["pred_blast"] - row["true_blast"],
+            "true_contains_blasts": true_pos, "pred_contains_blasts": pred_pos,
+        })
+
+    def total(key: str) -> int:
+        return int(sum(row[key] for row in rows))
+
+    wbc = None
+    if not points:
+        wbc = _prf(total("wbc_tp"), total("pred_wbc") - total("wbc_tp"), total("true_wbc") - total("wbc_tp"))
+    blast = _prf(total("blast_tp"), total("blast_fp"), total("blast_fn"))
+    errors = np.array([p["blast_count_error"] for p in per_image], dtype=float)
+    counts = {"blast_mae": float(np.mean(np.abs(errors))) if len(errors) else None,
+              "blast_mean_error": float(np.mean(errors)) if len(errors) else None,
+              "true_blasts": total("true_blast"), "predicted_blasts": total("pred_blast")}
+    if not points:
+        wbc_err = np.array([p["pred_wbc"] - p["true_wbc"] for p in per_image], dtype=float)
+        counts["wbc_mae"] = float(np.mean(np.abs(wbc_err))) if len(wbc_err) else None
+    tp = sum(p["true_contains_blasts"] and p["pred_contains_blasts"] for p in per_image)
+    fn = sum(p["true_contains_blasts"] and not p["pred_contains_blasts"] for p in per_image)
+    fp = sum(not p["true_contains_blasts"] and p["pred_contains_blasts"] for p in per_image)
+    tn = sum(not p["true_contains_blasts"] and not p["pred_contains_blasts"] for p in per_image)
+    image_level = {"tp": tp, "fn": fn, "fp": fp, "tn": tn, "positives": tp + fn, "negatives": fp + tn,
+                   "sensitivity": _div(tp, tp + fn), "specificity": _div(tn, tn + fp)}
+    return PipelineMetrics(
+        mode="points" if points else "boxes", images=len(ok), wbc=wbc, blast=blast,
+        blast_best_f1=_blast_sweep(ok, truths, iou_match), counts=counts, image_level=image_level,
+        cell_confusion=None if points else confusion.tolist(), per_image=per_image)
+
+
+def _blast_sweep(results: Sequence[SmearResult], truths: dict[str, ImageTruth], iou_match: float) -> dict[str, Any]:
+    """Cell-level blast P/R/F1 when a cell is called blast at p_blast >= t, for t on a 0.01 grid; the best F1
+    (highest t among ties). The detections are fixed, only the blast call moves."""
+    best: dict[str, Any] = {"threshold": None, "precision": None, "recall": None, "f1": None}
+    for t in np.round(np.linspace(1.0, 0.0, 101), 2):
+        rows = [_match_image(r, truths[r.image_path], iou_match, float(t)) for r in results]
+        scores = _prf(sum(x["blast_tp"] for x in rows), sum(x["blast_fp"] for x in rows),
+                      sum(x["blast_fn"] for x in rows))
+        if scores["f1"] is not None and (best["f1"] is None or scores["f1"] > best["f1"]):
+            best = {"threshold": float(t), **{k: scores[k] for k in ("precision", "recall", "f1")}}
+    return best
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# pipeline: outputs and the run
+
+
+PIPELINE_COLUMNS = ["image", "label_file", "true_wbc", "pred_wbc", "wbc_tp", "true_blast", "pred_blast", "blast_tp",
+                    "blast_fp", "blast_fn", "blast_count_error", "true_contains_blasts", "pred_contains_blasts"]
+
+
+def _csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write_pipeline_outputs(run_dir: Path, metrics: PipelineMetrics) -> dict[str, dict[str, str]]:
+    from detection.evaluate import new_figure, plot_confusion_matrix, save_figure
+
+    write_atomic(run_dir / "per_image.csv", _csv(metrics.per_image, PIPELINE_COLUMNS))
+    rows = []
+    groups = (("wbc", metrics.wbc or {}), ("blast", metrics.blast), ("blast_best_f1", metrics.blast_best_f1),
+              ("counts", metrics.counts), ("image_level", metrics.image_level))
+    for group, values in groups:
+        rows += [{"group": group, "metric": k, "value": v} for k, v in values.items()]
+    write_atomic(run_dir / "metrics.csv", _csv(rows, ["group", "metric", "value"]))
+
+    fig = new_figure(5.2, 5.0)
+    ax = fig.add_subplot()
+    true = [p["true_blast"] for p in metrics.per_image]
+    pred = [p["pred_blast"] for p in metrics.per_image]
+    top = max([1, *true, *pred])
+    ax.plot([0, top], [0, top], color="grey", lw=0.6, ls="--")
+    ax.scatter(true, pred, s=18, alpha=0.7)
+    mae = metrics.counts["blast_mae"]
+    ax.set(xlabel="true blasts per image", ylabel="predicted blasts per image",
+           title=f"blast counts (MAE {mae:.2f})" if mae is not None else "blast counts")
+    save_figure(fig, run_dir / "blast_counts.png")
+    plots = {"blast_counts": "blast_counts.png"}
+    if metrics.cell_confusion is not None:
+        plot_confusion_matrix(run_dir / "cell_confusion.png", metrics.cell_confusion,
+                              ["blast", "normal", "not detected"], f"cells, IoU >= {IOU_MATCH:g}",
+                              true_labels=["blast", "normal", "no true cell"])
+        plots["cell_confusion"] = "cell_confusion.png"
+    return {"plots": plots, "tables": {"metrics": "metrics.csv", "per_image": "per_image.csv"}}
+
+
+def run_pipeline_eval(images: Path | str, labels: Path | str, config: dict[str, Any], points: bool = False,
+                      names: Path | str | None = None, out: Path | str | None = None,
+                      progress: Callable[[int, int, SmearResult], None] | None = None) -> EvalOutcome:
+    from workbench.images import collect_inputs
+    from workbench.pipeline import SmearAnalyzer
+
+    images, labels = Path(images).expanduser(), Path(labels).expanduser()
+    if not images.is_dir():
+        raise DatasetError(f"images folder not found: {images}")
+    if not labels.is_dir():
+        raise DatasetError(f"labels folder not found: {labels}")
+    inputs = [i for i in collect_inputs([images], config["images"]["extensions"])]
+    if not inputs:
+        raise DatasetError(f"{images} holds no images")
+    paths = [i.path for i in inputs]
+    label_names: list[str] | None = None
+    if points:
+        truths = load_point_truth(paths, labels)
+    else:
+        names_file = find_names_file(labels, Path(names) if names is not None else None)
+        label_names = read_names(names_file)
+        bad = [n for n in label_names if n not in ("blast", "normal")]
+        if bad:
+            raise DatasetError(f"{names_file}: classes {label_names} must be blast / normal (got {bad})")
+        truths = load_box_truth(paths, labels, label_names)
+    no_file = [p.name for p, t in truths.items() if not t.label_file]
+    if len(no_file) == len(paths):
+        kind = f"{POINTS_SUFFIX} points" if points else ".txt label"
+        raise DatasetError(f"none of the images in {images} has a {kind} file in {labels}")
+    if no_file:
+        log.warning("%d image(s) have no label file and count as images without cells: %s", len(no_file),
+                    no_file[:5])
+
+    analyzer = SmearAnalyzer.from_config(config)
+    if label_names is not None:
+        model_classes = [c.lower() for c in analyzer.classifier.class_names]
+        foreign = [n for n in label_names if n not in model_classes]
+        if foreign:
+            raise DatasetError(f"label classes {foreign} are not classes of the classifier {model_classes}")
+    batch = analyzer.analyze(inputs, progress=progress)
+    metrics = evaluate_pipeline(batch.images, {str(p): t for p, t in truths.items()})
+    run_dir = new_run_dir("pipeline", out)
+    write_atomic(run_dir / "results.json", batch.to_json())
+    files = write_pipeline_outputs(run_dir, metrics)
+    failed = [f"{r.image_path}: {r.error}" for r in batch.failed]
+    weights = {
+        "name": f"{analyzer.detector_info.name} + {analyzer.classifier_info.name}",
+        "path": f"{analyzer.detector_info.path}; {analyzer.classifier_info.path}",
+        "sha256": f"{analyzer.detector_info.sha256}; {analyzer.classifier_info.sha256}",
+        "detector": _weights_info(analyzer.detector_info), "classifier": _weights_info(analyzer.classifier_info),
+    }
+    result = base_metrics(
+        "pipeline", weights, str(images), None,
+        {"det_conf": config["detector"]["conf"], "nms_iou": config["detector"]["iou"], "iou_match": IOU_MATCH,
+         "blast": "classifier label (arg-max, i.e. p_blast >= 0.5 for two classes)",
+         "blast_best_f1": metrics.blast_best_f1["threshold"],
+         **({"points_hit": "expert point inside a predicted blast box"} if points else {})},
+        metrics.summary(), None, files["plots"], {**files["tables"], "results": "results.json"},
+        labels=str(labels), mode=metrics.mode, names=label_names, wbc=metrics.wbc, blast=metrics.blast,
+        blast_best_f1=metrics.blast_best_f1, counts=metrics.counts, image_level=metrics.image_level,
+        cell_confusion={"labels": ["blast", "normal", "not detected"],
+                        "true_labels": ["blast", "normal", "no true cell"],
+                        "matrix": metrics.cell_confusion} if metrics.cell_confusion is not None else None,
+        images_without_label_file=no_file, failed=failed, settings=analyzer.settings,
+    )
+    save_run(run_dir, result)
+    return EvalOutcome(run_dir, result, failed)
