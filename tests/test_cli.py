@@ -64,9 +64,19 @@ def test_help_texts():
         assert flag in proc.stdout
 
 
-def test_no_arguments_prints_help(capsys):
-    code, out, _ = run(capsys)
-    assert code == EXIT_OK and "analyze" in out
+def test_no_arguments_opens_the_gui(monkeypatch):
+    import workbench.gui.app as app
+
+    opened = []
+    monkeypatch.setattr(app, "run_gui", lambda paths, detector=None, classifier=None: opened.append(paths) or 0)
+    assert main([]) == EXIT_OK and opened == [[]]
+
+
+def test_no_display_is_one_line(monkeypatch, capsys):
+    for var in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(var, raising=False)
+    code, _, err = run(capsys, "gui")
+    assert code == EXIT_ERROR and err.startswith("error: no display")
 
 
 @pytest.fixture()

@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Sequence
 
 from workbench import __version__
+from workbench.cli_eval import register as register_eval
+from workbench.cli_gui import register as register_gui
+from workbench.cli_train import register as register_train
 from workbench.errors import WorkbenchError
 
 log = logging.getLogger("workbench")
@@ -139,9 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_analyze(sub)
-    from workbench.cli_train import register as _register_train
-
-    _register_train(sub)
+    register_gui(sub)
+    register_eval(sub)
+    register_train(sub)
     return parser
 
 
@@ -150,9 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    if args.command is None:
-        parser.print_help()
-        return EXIT_OK
+    if args.command is None:  # `workbench` alone opens the desktop workbench (`workbench --help` for the commands)
+        args = parser.parse_args([*(sys.argv[1:] if argv is None else argv), "gui"])
     try:
         return args.func(args)
     except WorkbenchError as exc:

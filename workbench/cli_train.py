@@ -8,14 +8,10 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from workbench.errors import WorkbenchError
+from workbench.errors import DatasetError, WorkbenchError
 from workbench.weights import REPO_ROOT, WeightsEntry
 
 log = logging.getLogger(__name__)
-
-
-class DatasetError(WorkbenchError):
-    """A dataset folder or file is missing or malformed."""
 
 
 def default_datasets_root() -> Path:

@@ -75,6 +75,7 @@ class SmearResult:
     width: int = 0
     height: int = 0
     sample_id: str | None = None
+    note: str | None = None            # free-text note of the technician (GUI), saved with the result
     cells: list[CellDetection] = field(default_factory=list)
     counts: CellCounts = field(default_factory=CellCounts)
     detector: ModelInfo | None = None
@@ -84,6 +85,8 @@ class SmearResult:
     tiled: bool = False
     n_tiles: int = 1
     error: str | None = None
+    reviewed_by: str | None = None     # who marked the image reviewed in the GUI, and when (ISO 8601, UTC)
+    reviewed_at: str | None = None
 
     @property
     def ok(self) -> bool:

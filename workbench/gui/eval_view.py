@@ -1,0 +1,318 @@
+"""Evaluation view: the saved evaluation runs (`workbench.eval_runs`) and, for the chosen run, its headline numbers,
+the per-class table (P, R, mAP50, mAP50-95), and its plots (PR curve, confusion matrix, ...)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QPixmap
+from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QGridLayout, QHBoxLayout, QHeaderView, QLabel,
+                               QListWidget, QListWidgetItem, QPushButton, QSizePolicy, QSplitter, QTableWidget,
+                               QTableWidgetItem, QVBoxLayout, QWidget)
+
+METRIC_NAMES = {
+    "precision": "Precision (P)", "recall": "Recall (R)", "ap50": "mAP50", "ap50_95": "mAP50-95",
+    "images": "Images", "instances": "Instances", "accuracy": "Accuracy", "specificity": "Specificity",
+    "f1": "F1", "roc_auc": "AUC (ROC)", "auc": "AUC (ROC)", "sensitivity": "Sensitivity",
+    "wbc_precision": "WBC precision", "wbc_recall": "WBC recall", "blast_precision": "Blast precision",
+    "blast_recall": "Blast recall", "blast_f1": "Blast F1", "count_mae": "Count MAE (cells / image)",
+    "image_sensitivity": "Image sensitivity", "image_specificity": "Image specificity", "support": "Support",
+}
+CLASS_COLUMNS = ["precision", "recall", "ap50", "ap50_95"]
+KIND_NAMES = {"detection": "Detector", "classifier": "Classifier", "pipeline": "Pipeline"}
+
+
+def metric_name(key: str) -> str:
+    return METRIC_NAMES.get(key, key.replace("_", " "))
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) >= 10 else f"{value:.3f}"
+    if value is None:
+        return "–"
+    return str(value)
+
+
+def _read_only_table(columns: list[str]) -> QTableWidget:
+    table = QTableWidget(0, len(columns))
+    table.setHorizontalHeaderLabels(columns)
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    table.setAlternatingRowColors(True)
+    table.verticalHeader().setVisible(False)
+    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    table.horizontalHeader().setStretchLastSection(True)
+    return table
+
+
+class ScaledImageLabel(QLabel):
+    """A plot that scales to the space it has, keeping its aspect ratio (never larger than its own size x 2)."""
+
+    def __init__(self, pixmap: QPixmap, parent=None) -> None:
+        super().__init__(parent)
+        self.original = pixmap
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setMinimumSize(QSize(80, 60))
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.setStyleSheet("background: white;")
+        self._rescale()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._rescale()
+
+    def _rescale(self) -> None:
+        if self.original.isNull():
+            self.setText("(plot could not be read)")
+            return
+        size = self.size().boundedTo(self.original.size() * 2)
+        self.setPixmap(self.original.scaled(size, Qt.AspectRatioMode.KeepAspectRatio,
+                                            Qt.TransformationMode.SmoothTransformation))
+
+
+class EvalView(QWidget):
+    """List of runs on the left; the chosen run's numbers and plots on the right."""
+
+    def __init__(self, root: Path | None = None, parent=None) -> None:
+        super().__init__(parent)
+        self.root = Path(root) if root is not None else None
+        self.runs: list[Any] = []
+        self.run: Any = None
+        self.root_label = QLabel()
+        self.root_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        refresh = QPushButton("Refresh")
+        refresh.clicked.connect(self.refresh)
+        choose = QPushButton("Runs folder…")
+        choose.clicked.connect(self._choose_root)
+        top = QHBoxLayout()
+        top.addWidget(self.root_label, 1)
+        top.addWidget(choose)
+        top.addWidget(refresh)
+
+        self.run_list = QListWidget()
+        self.run_list.setMinimumWidth(240)
+        self.run_list.setSpacing(2)
+        self.run_list.currentRowChanged.connect(self._on_row)
+        self.empty_label = QLabel()
+        self.empty_label.setWordWrap(True)
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(QLabel("<b>Evaluation runs</b> (newest first)"))
+        left_layout.addWidget(self.run_list, 1)
+        left_layout.addWidget(self.empty_label)
+
+        self.header = QLabel("Choose a run.")
+        self.header.setWordWrap(True)
+        self.header.setTextFormat(Qt.TextFormat.RichText)
+        self.header.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.summary_table = _read_only_table(["Metric", "Value"])
+        self.summary_table.setFixedWidth(280)
+        self.class_table = _read_only_table(["Class"] + [metric_name(c) for c in CLASS_COLUMNS])
+        self.class_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.class_box = QWidget()
+        class_layout = QVBoxLayout(self.class_box)
+        class_layout.setContentsMargins(0, 0, 0, 0)
+        class_layout.addWidget(QLabel("<b>Per class</b>"))
+        class_layout.addWidget(self.class_table)
+        class_layout.addStretch(1)
+        summary_box = QWidget()
+        summary_layout = QVBoxLayout(summary_box)
+        summary_layout.setContentsMargins(0, 0, 0, 0)
+        summary_layout.addWidget(QLabel("<b>Summary</b>"))
+        summary_layout.addWidget(self.summary_table)
+        summary_layout.addStretch(1)
+        tables = QHBoxLayout()
+        tables.addWidget(summary_box)
+        tables.addSpacing(8)
+        tables.addWidget(self.class_box, 1)
+        self.plots_box = QWidget()
+        self.plots_grid = QGridLayout(self.plots_box)
+        self.plots_grid.setContentsMargins(0, 0, 0, 0)
+        self.plot_widgets: list[tuple[str, ScaledImageLabel]] = []
+        details = QWidget()
+        details_layout = QVBoxLayout(details)
+        details_layout.setContentsMargins(0, 0, 0, 0)
+        details_layout.addWidget(self.header)
+        details_layout.addLayout(tables)
+        details_layout.addWidget(self.plots_box, 1)
+
+        body = QSplitter(Qt.Orientation.Horizontal)
+        body.addWidget(left)
+        body.addWidget(details)
+        body.setStretchFactor(0, 0)
+        body.setStretchFactor(1, 1)
+        body.setSizes([280, 1000])
+        body.setChildrenCollapsible(False)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(body, 1)
+        self._loaded = False
+
+    # -- runs ---------------------------------------------------------------------------------------------------
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if not self._loaded:
+            self.refresh()
+
+    def set_root(self, root: Path | None) -> None:
+        self.root = Path(root) if root is not None else None
+        self.refresh()
+
+    def refresh(self) -> None:
+        self._loaded = True
+        self.run_list.clear()
+        self.runs = []
+        try:
+            from workbench import eval_runs
+        except ImportError as exc:
+            self.root_label.setText("Runs folder: –")
+            self.empty_label.setText(f"Evaluation runs cannot be read here ({exc}).")
+            self.show_run(None)
+            return
+        root = self.root or getattr(eval_runs, "EVAL_RUNS_DIR", None)
+        self.root_label.setText(f"Runs folder: {root}")
+        try:
+            self.runs = list(eval_runs.list_eval_runs(self.root))
+        except Exception as exc:  # a broken runs folder must not take the view down
+            self.empty_label.setText(f"Cannot list evaluation runs in {root}: {exc}")
+            self.show_run(None)
+            return
+        for run in self.runs:
+            kind = KIND_NAMES.get(run.kind, run.kind)
+            weights = (run.metrics.get("weights") or {}).get("name", "") if isinstance(run.metrics, dict) else ""
+            created = run.created.replace("T", " ")[:16]
+            item = QListWidgetItem(f"{kind} · {created}\n{weights or run.name}")
+            item.setToolTip(f"{run.name}\n{run.path}")
+            self.run_list.addItem(item)
+        self.empty_label.setText("" if self.runs else
+                                 f"No evaluation runs in {root}. Runs are written by the evaluation commands.")
+        if self.runs:
+            self.run_list.setCurrentRow(0)
+        else:
+            self.show_run(None)
+
+    def select_run(self, index: int) -> None:
+        self.run_list.setCurrentRow(index)
+
+    def _on_row(self, row: int) -> None:
+        self.show_run(self.runs[row] if 0 <= row < len(self.runs) else None)
+
+    def _choose_root(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Evaluation runs folder", str(self.root or ""))
+        if folder:
+            self.set_root(Path(folder))
+
+    # -- one run ------------------------------------------------------------------------------------------------
+    def show_run(self, run: Any) -> None:
+        self.run = run
+        self.summary_table.setRowCount(0)
+        self.class_table.setRowCount(0)
+        self._fit_heights()
+        self._clear_plots()
+        if run is None:
+            self.header.setText("Choose a run." if self.runs else "")
+            return
+        data = run.metrics if isinstance(run.metrics, dict) else {}
+        summary = data.get("summary")
+        if summary is None:   # metrics may be the summary itself
+            summary = {k: v for k, v in data.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        weights = data.get("weights") or {}
+        thresholds = data.get("thresholds") or {}
+        lines = [f"<b>{KIND_NAMES.get(run.kind, run.kind)} run {run.name}</b> · {run.created}"]
+        what = []
+        if weights:
+            what.append(f"weights <b>{weights.get('name', '?')}</b>"
+                        + (f" ({str(weights.get('sha256', ''))[:12]})" if weights.get("sha256") else ""))
+        if data.get("data"):
+            what.append(f"data {data['data']}" + (f" · split {data['split']}" if data.get("split") else ""))
+        if thresholds:
+            what.append("thresholds " + ", ".join(f"{k} {format_value(v)}" for k, v in thresholds.items()))
+        if what:
+            lines.append(" · ".join(what))
+        self.header.setText("<br>".join(lines))
+        for key, value in summary.items():
+            row = self.summary_table.rowCount()
+            self.summary_table.insertRow(row)
+            self.summary_table.setItem(row, 0, QTableWidgetItem(metric_name(key)))
+            item = QTableWidgetItem(format_value(value))
+            item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            self.summary_table.setItem(row, 1, item)
+        per_class = data.get("per_class") or {}
+        self.class_box.setVisible(bool(per_class))
+        if per_class:
+            extra = sorted({k for values in per_class.values() if isinstance(values, dict) for k in values}
+                           - set(CLASS_COLUMNS))
+            columns = [c for c in CLASS_COLUMNS if any(c in v for v in per_class.values() if isinstance(v, dict))]
+            columns += extra
+            self.class_table.setColumnCount(1 + len(columns))
+            self.class_table.setHorizontalHeaderLabels(["Class"] + [metric_name(c) for c in columns])
+            for name, values in per_class.items():
+                values = values if isinstance(values, dict) else {}
+                row = self.class_table.rowCount()
+                self.class_table.insertRow(row)
+                self.class_table.setItem(row, 0, QTableWidgetItem(str(name)))
+                for column, key in enumerate(columns, start=1):
+                    item = QTableWidgetItem(format_value(values.get(key)))
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                    self.class_table.setItem(row, column, item)
+        plots = dict(getattr(run, "plots", {}) or {})
+
+        def order(name: str) -> tuple[int, str]:
+            lowered = name.lower()
+            rank = 0 if "pr" in lowered.split("_") or "pr_curve" in lowered else 1 if "confusion" in lowered else 2
+            return rank, lowered
+
+        names = sorted(plots, key=order)
+        columns = 1 if len(names) == 1 else 2 if len(names) in (2, 4) else 3
+        for n, name in enumerate(names):
+            path = Path(plots[name])
+            if not path.is_absolute():
+                path = Path(run.path) / path
+            label = ScaledImageLabel(QPixmap(str(path)))
+            title = QLabel(f"<b>{name.replace('_', ' ')}</b>")
+            cell = QWidget()
+            cell_layout = QVBoxLayout(cell)
+            cell_layout.setContentsMargins(0, 4, 4, 0)
+            cell_layout.addWidget(title)
+            cell_layout.addWidget(label, 1)
+            self.plots_grid.addWidget(cell, n // columns, n % columns)
+            self.plot_widgets.append((name.replace("_", " "), label))
+        for column in range(min(columns, len(names))):
+            self.plots_grid.setColumnStretch(column, 1)
+        for row in range((len(names) + columns - 1) // columns):
+            self.plots_grid.setRowStretch(row, 1)
+        if not names:
+            self.plots_grid.addWidget(QLabel("This run saved no plots."), 0, 0)
+        self._fit_heights()
+
+    def _fit_heights(self) -> None:
+        """Tables as tall as their rows (up to a limit), so the plots get the rest of the height."""
+        for table in (self.summary_table, self.class_table):
+            table.resizeRowsToContents()
+            height = table.horizontalHeader().sizeHint().height() + 2 * table.frameWidth() + 2
+            height += sum(table.rowHeight(r) for r in range(table.rowCount()))
+            if table.horizontalScrollBar().isVisible():
+                height += table.horizontalScrollBar().sizeHint().height()
+            table.setFixedHeight(min(height, 320))
+
+    def _clear_plots(self) -> None:
+        self.plot_widgets = []
+        while self.plots_grid.count():
+            item = self.plots_grid.takeAt(0)
+            if item.widget() is not None:
+                item.widget().deleteLater()
+        for i in range(self.plots_grid.rowCount()):
+            self.plots_grid.setRowStretch(i, 0)
+        for i in range(self.plots_grid.columnCount()):
+            self.plots_grid.setColumnStretch(i, 0)
+
+    def plot_names(self) -> list[str]:
+        return [name for name, _ in self.plot_widgets]
