@@ -6,7 +6,7 @@ Multi-GPU: pass `device="0,1,2,3"` and ultralytics runs its DDP trainer; resume 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from detection.errors import DetectorLoadError
@@ -32,12 +32,13 @@ class DetectorTrainConfig:
     cache: bool = False
     resume: bool = False
     plots: bool = True                # ultralytics' training plots (results.png, PR curves)
+    overrides: dict = field(default_factory=dict)  # any other ultralytics train argument, e.g. lr0, warmup_epochs
 
     def train_kwargs(self) -> dict:
         return dict(data=self.data, imgsz=self.imgsz, epochs=self.epochs, batch=self.batch, device=self.device,
                     patience=self.patience, workers=self.workers, project=str(Path(self.project).resolve()),
                     name=self.name, seed=self.seed, deterministic=True, cache=self.cache, exist_ok=True,
-                    amp=self.device != "cpu", plots=self.plots)
+                    amp=self.device != "cpu", plots=self.plots) | self.overrides
 
 
 def train_detector(config: DetectorTrainConfig) -> Path:

@@ -141,6 +141,19 @@ def _detector_metrics(weights: Path, data: str, imgsz: int, device: str, split: 
             "ap50": round(float(box.map50), 4), "ap50_95": round(float(box.map), 4)}
 
 
+def _parse_overrides(items: list[str] | None) -> dict:
+    """`--set lr0=0.002 --set warmup_epochs=0`: values parsed as YAML scalars (numbers, booleans, strings)."""
+    import yaml
+
+    overrides = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise WorkbenchError(f"--set expects KEY=VALUE, not {item!r}")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
+
+
 def _run_train_detector(args) -> int:
     import yaml
 
@@ -155,7 +168,7 @@ def _run_train_detector(args) -> int:
         data=str(data), model=args.model, pretrained=args.pretrained, imgsz=args.imgsz, epochs=args.epochs,
         batch=args.batch, device=args.device, patience=args.patience, workers=args.workers,
         project=str(args.out), name=args.name, seed=args.seed, cache=args.cache, resume=args.resume,
-        plots=not args.no_plots,
+        plots=not args.no_plots, overrides=_parse_overrides(args.set),
     )
     try:
         best = train_detector(config)
@@ -213,6 +226,8 @@ def _add_train(sub) -> None:
     d.add_argument("--name", default="train", help="run name inside --out (default train)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--resume", action="store_true", help="continue --out/--name from its last.pt")
+    d.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any other ultralytics train argument, repeatable (e.g. --set lr0=0.002 --set warmup_epochs=0)")
     d.add_argument("--register", metavar="NAME", help="copy the best weights into weights/ under NAME and list them")
     d.add_argument("--default", action="store_true", help="with --register: make them the default detector")
     d.set_defaults(func=_run_train_detector)
