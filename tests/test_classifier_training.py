@@ -329,3 +329,22 @@ def test_ddp_two_cpu_processes(tmp_path, crops):
 
     _, spec = load_classifier(out / "best.pt")
     assert spec.meta["world_size"] == 2 and spec.meta["test"]["n"] > 0
+
+
+def test_workbench_train_classifier_writes_and_registers_manifest_entry(crops, tmp_path, monkeypatch):
+    import yaml
+
+    from workbench.cli import main
+    from workbench.weights import Manifest, sha256_file
+
+    monkeypatch.setattr("workbench.weights.WEIGHTS_DIR", tmp_path / "weights")
+    code = main(["train", "classifier", "--data", str(crops), "--out", str(tmp_path / "run"), "--input-size", str(SIZE),
+                 "--epochs", "1", "--batch", "4", "--workers", "0", "--num-threads", "1", "--max-per-split", "4",
+                 "--register", "b3-test", "--default"])
+    assert code == 0
+    entry = yaml.safe_load((tmp_path / "run" / "manifest_entry.yaml").read_text())
+    assert entry["task"] == "classify" and entry["class_names"] == ["blast", "normal"]
+    assert entry["input_size"] == SIZE and "sha256" in entry["split"]
+    assert {"accuracy", "specificity", "roc_auc"} <= set(entry["metrics"]["test"])
+    listed = Manifest.load(tmp_path / "weights" / "manifest.yaml").default("classify")
+    assert listed.name == "b3-test" and listed.sha256 == sha256_file(tmp_path / "weights" / "b3-test.pt")

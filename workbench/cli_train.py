@@ -198,10 +198,47 @@ def _run_train_detector(args) -> int:
     return 0
 
 
-def _run_train_classifier(args) -> int:
-    from classification.train import main as train_main
+def classifier_entry(result, config, name: str) -> WeightsEntry:
+    """The manifest entry of a trained classifier: its data, split file (+ sha256), recipe and measured metrics."""
+    from dataclasses import asdict
 
-    return train_main(args.classifier_args)
+    from classification.model import load_classifier
+
+    _, spec = load_classifier(result.best_path)
+    meta = spec.meta or {}
+    return WeightsEntry(
+        name=name, file=Path(result.best_path).name, task="classify", architecture=spec.architecture,
+        class_names=list(spec.class_names), input_size=int(spec.input_size), sha256="", data=str(config.data),
+        split=f"by source image: {meta.get('split_file', 'split.csv')} (sha256 {meta.get('split_sha256', '?')}); "
+              f"train / val (model selection) / test (reported)",
+        metrics={"computed_by": "scikit-learn on the test split (blast = positive, p_blast >= 0.5)",
+                 "val": result.best_val, "test": result.test, "test_allidb_only": result.test_allidb},
+        train={**{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+               "best_epoch": result.best_epoch, "last_epoch": result.last_epoch,
+               "finished": datetime.now(timezone.utc).isoformat()},
+    )
+
+
+def _run_train_classifier(args) -> int:
+    from classification.train import config_from_args, train_classifier
+    from workbench.registry import register_weights, write_entry_file
+    from workbench.weights import sha256_file
+
+    config = config_from_args(args)
+    try:
+        result = train_classifier(config)
+    except (FileNotFoundError, FileExistsError, ValueError) as exc:
+        raise DatasetError(str(exc)) from exc
+    if result.rank != 0:
+        return 0
+    entry = classifier_entry(result, config, args.register or f"b3-{Path(result.out_dir).name}")
+    entry.sha256 = sha256_file(Path(result.best_path))
+    write_entry_file(Path(result.out_dir) / "manifest_entry.yaml", entry)
+    print(f"best weights: {result.best_path} (epoch {result.best_epoch}); test: {result.test}")
+    if args.register:
+        register_weights(Path(result.best_path), entry, make_default=args.default)
+        print(f"registered as '{entry.name}' in weights/manifest.yaml")
+    return 0
 
 
 def _add_train(sub) -> None:
@@ -232,9 +269,15 @@ def _add_train(sub) -> None:
     d.add_argument("--default", action="store_true", help="with --register: make them the default detector")
     d.set_defaults(func=_run_train_detector)
 
-    c = tsub.add_parser("classifier", add_help=False,
-                        help="train the EfficientNet-B3 blast/normal classifier (see `workbench train classifier --help`)")
-    c.add_argument("classifier_args", nargs=argparse.REMAINDER)
+    c = tsub.add_parser("classifier", help="train the EfficientNet-B3 blast/normal classifier",
+                        description="Train the EfficientNet-B3 blast/normal classifier on a crop build "
+                                    "(`workbench dataset crops`). Multi-GPU / multi-node: run "
+                                    "`torchrun ... -m classification.train` with the same options.")
+    from classification.train import build_parser as classifier_options
+
+    classifier_options(c)
+    c.add_argument("--register", metavar="NAME", help="copy the best weights into weights/ under NAME and list them")
+    c.add_argument("--default", action="store_true", help="with --register: make them the default classifier")
     c.set_defaults(func=_run_train_classifier)
 
 
