@@ -198,23 +198,22 @@ def _run_train_detector(args) -> int:
     return 0
 
 
-def classifier_entry(result, config, name: str) -> WeightsEntry:
-    """The manifest entry of a trained classifier: its data, split file (+ sha256), recipe and measured metrics."""
-    from dataclasses import asdict
-
+def classifier_entry(best_path: Path, name: str) -> WeightsEntry:
+    """The manifest entry of a trained classifier, from what its checkpoint meta records: data, split file (+ sha256),
+    recipe and the measured validation and test metrics."""
     from classification.model import load_classifier
 
-    _, spec = load_classifier(result.best_path)
+    _, spec = load_classifier(best_path)
     meta = spec.meta or {}
+    config = meta.get("config", {})
     return WeightsEntry(
-        name=name, file=Path(result.best_path).name, task="classify", architecture=spec.architecture,
-        class_names=list(spec.class_names), input_size=int(spec.input_size), sha256="", data=str(config.data),
+        name=name, file=Path(best_path).name, task="classify", architecture=spec.architecture,
+        class_names=list(spec.class_names), input_size=int(spec.input_size), sha256="", data=str(config.get("data", "")),
         split=f"by source image: {meta.get('split_file', 'split.csv')} (sha256 {meta.get('split_sha256', '?')}); "
               f"train / val (model selection) / test (reported)",
         metrics={"computed_by": "scikit-learn on the test split (blast = positive, p_blast >= 0.5)",
-                 "val": result.best_val, "test": result.test, "test_allidb_only": result.test_allidb},
-        train={**{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
-               "best_epoch": result.best_epoch, "last_epoch": result.last_epoch,
+                 "val": meta.get("val"), "test": meta.get("test"), "test_allidb_only": meta.get("test_allidb")},
+        train={**config, "best_epoch": meta.get("epoch"), "world_size": meta.get("world_size"),
                "finished": datetime.now(timezone.utc).isoformat()},
     )
 
@@ -231,7 +230,7 @@ def _run_train_classifier(args) -> int:
         raise DatasetError(str(exc)) from exc
     if result.rank != 0:
         return 0
-    entry = classifier_entry(result, config, args.register or f"b3-{Path(result.out_dir).name}")
+    entry = classifier_entry(Path(result.best_path), args.register or f"b3-{Path(result.out_dir).name}")
     entry.sha256 = sha256_file(Path(result.best_path))
     write_entry_file(Path(result.out_dir) / "manifest_entry.yaml", entry)
     print(f"best weights: {result.best_path} (epoch {result.best_epoch}); test: {result.test}")
