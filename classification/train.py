@@ -818,7 +818,15 @@ def _evaluate_best(best_path: Path, test_ds: CropDataset, config: ClassifierTrai
     if len(test_ds) == 0:
         log.warning("the test split is empty: no test metrics")
         return None, None
-    labels, probs, _ = _predict(model, test_ds, config, device)
+    # exactly the code path of `workbench eval classifier` (crop files resized as inference crops are), so the
+    # reported numbers are the ones that command reproduces
+    from classification.evaluate import CropSample, predict_crops
+    from classification.predictor import BlastClassifier
+
+    classifier = BlastClassifier(best_path, device=str(device), batch=config.batch)
+    samples = [CropSample(test_ds.root / r.file, r.label, r.extra_normal) for r in test_ds.records]
+    probs = predict_crops(classifier, samples)
+    labels = np.array([CLASS_NAMES.index(r.label) for r in test_ds.records])
     allidb = np.array([not r.extra_normal for r in test_ds.records])
     test = binary_metrics(labels, probs)
     test_allidb = binary_metrics(labels[allidb], probs[allidb])
