@@ -156,6 +156,13 @@ def _read_xyc(path: Path, required: bool) -> list[tuple[float, float]]:
         if required:
             raise FileNotFoundError(f"{path} not found")
         return []
+    return read_xyc(path)
+
+
+def read_xyc(path: Path | str) -> list[tuple[float, float]]:
+    """The points of an ALL-IDB `.xyc` file: `x y` per line (tab, space or comma separated); LabelFileError names the
+    line that is not."""
+    path = Path(path)
     out = []
     for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
         parts = line.replace(",", " ").split()  # xyc uses a tab, other_points a space

@@ -281,23 +281,15 @@ def load_box_truth(images: Sequence[Path], labels_dir: Path, names: Sequence[str
 
 def read_points(path: Path) -> list[tuple[float, float]]:
     """`x y` pixel points, one per line (ALL-IDB .xyc, tab or space separated); an empty file has none."""
-    points = []
+    from detection.allidb import read_xyc
+    from detection.errors import LabelFileError
+
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        return read_xyc(path)
     except OSError as exc:
         raise DatasetError(f"cannot read points file {path}: {exc.strerror or exc}") from None
-    for number, line in enumerate(text.splitlines(), start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        try:
-            if len(fields) != 2:
-                raise ValueError
-            x, y = float(fields[0]), float(fields[1])
-        except ValueError:
-            raise DatasetError(f"{path}:{number}: expected 'x y', got {line.strip()!r}") from None
-        points.append((x, y))
-    return points
+    except LabelFileError as exc:
+        raise DatasetError(str(exc)) from None
 
 
 def load_point_truth(images: Sequence[Path], labels_dir: Path) -> dict[Path, ImageTruth]:

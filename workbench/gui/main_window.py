@@ -20,9 +20,10 @@ from PySide6.QtWidgets import (QCheckBox, QDockWidget, QDoubleSpinBox, QFileDial
                                QStyle, QTabWidget, QToolBar, QVBoxLayout, QWidget)
 
 from workbench.errors import WorkbenchError
+from workbench.gui.editing import BoxEditor
 from workbench.gui.eval_view import EvalView
 from workbench.gui.panels import CellDetailsPanel, CountsPanel, GalleryPanel, ImageListPanel, MetadataPanel
-from workbench.gui.session import FAILED, QUEUED, REVIEWED, ImageRecord, SessionModel
+from workbench.gui.session import ANALYSED, FAILED, QUEUED, REVIEWED, ImageRecord, SessionModel, _user_name
 from workbench.gui.settings_dialog import GuiSettings, SettingsDialog, load_settings
 from workbench.gui.style import CLASS_MAP, label_colour
 from workbench.gui.viewer import SmearScene, SmearView
@@ -47,6 +48,10 @@ SHORTCUTS_HELP = """<table>
 <tr><td><b>Ctrl+Alt+R</b> (Shift+F5)</td><td>analyse all images</td></tr>
 <tr><td><b>Esc</b></td><td>cancel the analysis</td></tr>
 <tr><td><b>Ctrl+M</b></td><td>mark the image reviewed</td></tr>
+<tr><td><b>E</b></td><td>edit boxes (drag: draw / move; corner: resize)</td></tr>
+<tr><td><b>Del</b>, <b>1</b> / <b>2</b></td><td>in edit mode: delete / relabel blast / normal</td></tr>
+<tr><td><b>Ctrl+C</b> / <b>Ctrl+V</b>, <b>Ctrl+A</b></td><td>in edit mode: copy / paste boxes, select all</td></tr>
+<tr><td><b>Ctrl+Z</b> / <b>Ctrl+Shift+Z</b></td><td>undo / redo a box edit</td></tr>
 <tr><td><b>Ctrl+E</b> / <b>Ctrl+Shift+E</b></td><td>export the image / the session</td></tr>
 <tr><td><b>Ctrl+,</b></td><td>analysis settings</td></tr>
 </table>"""
@@ -80,6 +85,8 @@ class MainWindow(QMainWindow):
         self._image_request = 0
         self._shown_result = None
         self.current_image: QImage | None = None
+        self.project = None                 # the annotation ProjectStore (opened on the first edit or review)
+        self.training_dialog = None
 
         self.setWindowTitle("Smear Workbench")
         self.setAcceptDrops(True)
@@ -163,6 +170,8 @@ class MainWindow(QMainWindow):
         self.scene.cellHovered.connect(self._on_cell_hovered)
         self.view.cellClicked.connect(self.select_cell)
         self.view.zoomChanged.connect(lambda s: self.zoom_label.setText(f"Zoom {100 * s:.0f} %"))
+        self.editor = BoxEditor(self.view, labels=list(CLASS_MAP), parent=self)
+        self.editor.edited.connect(self._on_boxes_edited)
 
     def _build_docks(self) -> None:
         self.image_list = ImageListPanel(self.model)
@@ -264,6 +273,29 @@ class MainWindow(QMainWindow):
         self.act_labels.setChecked(True)
         self.act_settings = self._action("Analysis &settings…", self.open_settings, ["Ctrl+,"],
                                          P.SP_FileDialogDetailedView, "Weights and thresholds")
+        self.act_edit = self._action("&Edit boxes", self.set_edit_mode, ["E"], None,
+                                     "Draw, move, resize, relabel and delete boxes", checkable=True)
+        self.act_undo = self.editor.undo_action
+        self.act_redo = self.editor.redo_action
+        for action in (self.act_undo, self.act_redo):
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            self.addAction(action)
+        self.act_operator = self._action("Set &operator name…", self.operator_dialog, [], None,
+                                         "The name recorded with every edit and review")
+        self.act_open_project = self._action("Open annotation &project…", self.open_project_dialog, [], None,
+                                             "Keep labels, reviews and the audit trail in a chosen folder's "
+                                             "project.sqlite (default: next to the images)")
+        self.act_import_labels = self._action("&Import labels…", self.import_labels_dialog, [], None,
+                                              "Replace the image's boxes by a YOLO txt, VOC xml, COCO json or "
+                                              "ALL-IDB point (.xyc) file")
+        self.act_import_folder = self._action("Import labels for &all images…", self.import_folder_dialog, [], None,
+                                              "Replace the boxes of every session image that has a label file "
+                                              "(<stem>.xml / .txt / .xyc or a COCO .json) in a folder")
+        self.act_export_training = self._action("Export &training set…", self.export_training_dialog, [], None,
+                                                "Reviewed images as YOLO (detector), crops per class, COCO and VOC")
+        self.act_train = self._action("T&rain model…", self.open_training_dialog, [], None,
+                                      "Run `workbench train detector` / `train classifier` on an exported "
+                                      "training set")
         self.act_eval = self._action("&Evaluation runs", lambda: self.tabs.setCurrentWidget(self.eval_view), [])
         self.act_shortcuts = self._action("&Keyboard shortcuts", self.show_shortcuts, [])
         self.act_about = self._action("&About", self.show_about, [])
@@ -285,6 +317,12 @@ class MainWindow(QMainWindow):
         view_menu.addSeparator()
         view_menu.addActions([self.images_dock.toggleViewAction(), self.cells_dock.toggleViewAction(),
                               self.act_eval])
+        edit_menu = menu.addMenu("&Edit")
+        edit_menu.addActions([self.act_undo, self.act_redo])
+        edit_menu.addSeparator()
+        edit_menu.addActions([self.act_edit, self.act_review, self.act_import_labels, self.act_import_folder])
+        edit_menu.addSeparator()
+        edit_menu.addActions([self.act_operator, self.act_open_project, self.act_export_training, self.act_train])
         analyse_menu = menu.addMenu("&Analyse")
         analyse_menu.addActions([self.act_analyse, self.act_analyse_selection, self.act_analyse_all,
                                  self.act_cancel])
@@ -465,9 +503,13 @@ class MainWindow(QMainWindow):
     def _on_model(self, event: str, payload: Any) -> None:
         if event == "current_changed":
             self._show_record(payload)
+            if self.editor.enabled:
+                self._attach_editor(payload)
         elif event == "record_changed":
             if payload is self.model.current and payload.result is not self._shown_result:
                 self._show_result(payload)
+                if self.editor.enabled:
+                    self.editor.set_image(self.editor.image_id)
             if payload is self.model.current:
                 self._update_title()
         elif event == "records_added":
@@ -735,7 +777,247 @@ class MainWindow(QMainWindow):
     def toggle_reviewed(self) -> None:
         record = self.model.current
         if record is not None and record.analysed:
-            self.model.mark_reviewed(record, record.status != REVIEWED)
+            reviewed = record.status != REVIEWED
+            if self.project is not None or self.editor.enabled:
+                entry = self._project_entry(record)
+                self.project.mark_reviewed(entry.id, reviewed, operator=self.operator)
+            self.model.mark_reviewed(record, reviewed, user=self.operator)
+
+    # ==========================================================================================================
+    # annotation: edit mode, project store, label import, training set export, retraining
+    @property
+    def operator(self) -> str:
+        """Who is annotating: the `annotation/operator` setting, else the login name."""
+        name = self.store.value("annotation/operator")
+        return str(name) if name else _user_name()
+
+    def set_operator(self, name: str) -> None:
+        name = name.strip()
+        self.store.setValue("annotation/operator", name)
+        if self.project is not None:
+            self.project.operator = self.operator
+
+    def operator_dialog(self) -> None:
+        from PySide6.QtWidgets import QInputDialog
+
+        name, ok = QInputDialog.getText(self, "Operator", "Name recorded with every edit and review:",
+                                        text=self.operator)
+        if ok:
+            self.set_operator(name)
+
+    def open_project(self, folder: Path | str):
+        """Use `folder/project.sqlite` for labels, reviews and the audit trail (created if missing)."""
+        from workbench.annotation.store import ProjectStore
+
+        if self.project is not None:
+            self.project.close()
+        self.project = ProjectStore.open(folder, operator=self.operator, labels=list(CLASS_MAP))
+        self.editor.store = self.project
+        self.editor.labels = self.project.labels
+        if self.editor.enabled:
+            self._attach_editor(self.model.current)
+        self.statusBar().showMessage(f"Annotation project: {self.project.path}", 5000)
+        return self.project
+
+    def open_project_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Annotation project folder", self._last_folder())
+        if folder:
+            self.open_project(folder)
+
+    def _project_entry(self, record: ImageRecord):
+        """The record's image in the project (added, with the model's boxes at the display threshold, the first
+        time: model-assisted labelling)."""
+        if self.project is None:
+            self.open_project(record.path.resolve().parent)
+        entry = self.project.find_image(record.path)
+        if entry is None:
+            width, height = self._record_size(record)
+            entry = self.project.add_image(record.path, width, height)
+            if record.analysed and record.result.cells:
+                self.project.replace_cells(entry.id, record.cells(self.model.threshold), "model predictions",
+                                           "model")
+        return entry
+
+    def _record_size(self, record: ImageRecord) -> tuple[int, int]:
+        if record.result is not None and record.result.width:
+            return record.result.width, record.result.height
+        if self.current_image is not None and record is self.model.current:
+            return self.current_image.width(), self.current_image.height()
+        return 0, 0
+
+    def _attach_editor(self, record: ImageRecord | None) -> None:
+        """Show the project's labels of `record` in the scene and point the editor at them."""
+        from workbench.results import SmearResult
+
+        if record is None:
+            self.editor.set_image(None)
+            return
+        entry = self._project_entry(record)
+        cells = self.project.cells(entry.id)
+        current = record.result.cells if record.analysed else None
+        if current is None or [c.cell_id for c in cells] != [c.cell_id for c in current] or cells != current:
+            width, height = self._record_size(record)
+            if record.result is None or not record.result.ok:
+                record.result = SmearResult(image_path=str(record.path), width=entry.width or width,
+                                            height=entry.height or height)
+                record.error = None
+                record.status = ANALYSED
+            record.result.cells = cells
+            record.result.recount()
+            self._shown_result = None                  # rebuild the cell items from the project's labels
+        if entry.status == "reviewed" and record.status != REVIEWED:
+            record.reviewed_by, record.reviewed_at, record.status = entry.reviewed_by, entry.reviewed_at, REVIEWED
+        self.model.notify("record_changed", record)
+        self.editor.set_image(entry.id)
+
+    def set_edit_mode(self, enabled: bool) -> None:
+        enabled = bool(enabled)
+        if enabled and self.model.current is None:
+            enabled = False
+        self.act_edit.blockSignals(True)
+        self.act_edit.setChecked(enabled)
+        self.act_edit.blockSignals(False)
+        if enabled:
+            self._attach_editor(self.model.current)
+        self.editor.set_enabled(enabled)
+        self.view.setFocus()
+        self.statusBar().showMessage("Edit mode: drag to draw or move boxes, corners resize, Del deletes, "
+                                     "1/2 relabel, Ctrl+Z undoes" if enabled else "Edit mode off", 8000)
+
+    def _on_boxes_edited(self) -> None:
+        record = self.model.current
+        if record is None or record.result is None:
+            return
+        record.result.recount()
+        self.model.notify("record_changed", record)
+        self.gallery.set_cells(record.result.cells, self.current_image)
+        self._update_shown_label()
+
+    def import_labels(self, path: Path | str) -> bool:
+        """Replace the current image's boxes by a label file (undoable, audited)."""
+        from workbench.annotation import importers
+
+        record = self.model.current
+        if record is None:
+            return False
+        path = Path(path)
+        if not self.editor.enabled:
+            self.set_edit_mode(True)
+        labels = self.project.labels
+        try:
+            suffix = path.suffix.lower()
+            if suffix == ".xml":
+                cells = importers.import_voc(path)[3]
+            elif suffix == ".txt":
+                width, height = self._record_size(record)
+                cells = importers.import_yolo(path, width, height, labels)
+            elif suffix == ".json":
+                coco = importers.import_coco(path)
+                cells = coco[record.name][2] if record.name in coco else []
+            elif suffix == ".xyc":
+                import cv2
+
+                bgr = cv2.imread(str(record.path), cv2.IMREAD_COLOR)
+                if bgr is None:
+                    raise ValueError(f"{record.path}: cannot read the image")
+                cells, missed = importers.import_points(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB),
+                                                        importers.read_points(path))
+                if missed:
+                    self.statusBar().showMessage(f"{missed} point(s) gave no white-cell box", 8000)
+            else:
+                raise ValueError(f"{path.name}: not a YOLO .txt, VOC .xml, COCO .json or ALL-IDB .xyc file")
+        except (OSError, ValueError, KeyError) as exc:
+            self.show_error("Cannot import labels", str(exc))
+            return False
+        for label in dict.fromkeys(c.label for c in cells):
+            if label not in self.project.labels:
+                self.project.add_label(label)
+        self.editor.labels = self.project.labels
+        self.editor.replace_all(cells, f"Import {path.name}")
+        return True
+
+    def import_labels_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import labels", self._last_folder(),
+                                              "Label files (*.txt *.xml *.json *.xyc);;All files (*)")
+        if path:
+            self.import_labels(path)
+
+    def import_label_folder(self, folder: Path | str) -> dict[str, int]:
+        """Import the label files of a folder for every session image into the project (audited; not undoable)."""
+        from workbench.annotation.importers import import_label_folder
+
+        if not self.model.records:
+            return {}
+        if self.project is None:
+            self.open_project((self.model.current or self.model.records[0]).path.resolve().parent)
+        try:
+            counts = import_label_folder(self.project, [r.path for r in self.model.records], folder)
+        except (OSError, ValueError, KeyError) as exc:
+            self.show_error("Cannot import labels", str(exc))
+            return {}
+        self.editor.labels = self.project.labels
+        if self.editor.enabled:
+            self._attach_editor(self.model.current)
+        self.statusBar().showMessage(f"Imported labels of {len(counts)} image(s) "
+                                     f"({sum(counts.values())} boxes); edit mode shows them", 8000)
+        return counts
+
+    def import_folder_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder of label files", self._last_folder())
+        if folder:
+            self.import_label_folder(folder)
+
+    def export_training_set(self, out: Path | str) -> bool:
+        """Export the project's reviewed images in the background: detector/ (YOLO, one class wbc),
+        classifier/ (crops per class), coco.json and voc/, all with the same split by image."""
+        from workbench.annotation import exporters
+        from workbench.annotation.store import ProjectStore
+
+        if self.project is None:
+            self.show_error("Nothing to export", "Review some images first (edit mode, Ctrl+M).", dialog=False)
+            return False
+        if self._export is not None:
+            self.statusBar().showMessage("An export is already running.", 5000)
+            return False
+        out, db_path = Path(out), self.project.path
+
+        def run(progress, cancel):
+            with ProjectStore(db_path) as store:         # sqlite connections stay in their thread
+                data = exporters.export_yolo(store, out / "detector", single_class="wbc")
+                exporters.export_crops(store, out / "classifier")
+                exporters.export_coco(store, out / "coco.json")
+                exporters.export_voc(store, out / "voc")
+            return [data]
+
+        worker = TaskWorker(run)
+        worker.signals.done.connect(self._on_training_export_done)
+        worker.signals.failed.connect(self._on_export_failed)
+        self._export = worker
+        self.statusBar().showMessage(f"Exporting the training set to {out}…")
+        self._start(self.io_pool, worker)
+        return True
+
+    def _on_training_export_done(self, written: list[Path]) -> None:
+        self._export = None
+        self.last_training_data = written[0]
+        self.statusBar().showMessage(f"Training set exported: {written[0]}", 10000)
+        self.exportFinished.emit(written)
+
+    def export_training_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export the training set into folder", self._last_folder())
+        if folder:
+            self.export_training_set(folder)
+
+    def open_training_dialog(self, data_yaml: Path | str | None = None):
+        from workbench.gui.training import TrainingDialog
+
+        data_yaml = data_yaml or getattr(self, "last_training_data", None)
+        if self.training_dialog is None:
+            self.training_dialog = TrainingDialog(data_yaml, parent=self)
+        if data_yaml:
+            self.training_dialog.set_export(data_yaml)
+        self.training_dialog.show()
+        return self.training_dialog
 
     # ==========================================================================================================
     # export
@@ -836,6 +1118,9 @@ class MainWindow(QMainWindow):
         self.act_analyse_all.setEnabled(has_records and not running)
         self.act_cancel.setEnabled(running)
         self.act_review.setEnabled(record is not None and record.analysed)
+        self.act_edit.setEnabled(record is not None and not running)
+        self.act_import_labels.setEnabled(record is not None and not running)
+        self.act_import_folder.setEnabled(has_records and not running)
         self.act_review.setText("Mark &unreviewed" if record is not None and record.status == REVIEWED
                                 else "Mark &reviewed")
         self.act_export_current.setEnabled(record is not None and record.result is not None)
@@ -844,6 +1129,8 @@ class MainWindow(QMainWindow):
         self.act_previous.setEnabled(record is not None and self.model.current_index > 0)
 
     def closeEvent(self, event) -> None:
+        if self.training_dialog is not None:
+            self.training_dialog.stop()
         if self._analysis is not None:
             self._analysis.cancel()
         for worker in list(self._workers):
@@ -856,4 +1143,7 @@ class MainWindow(QMainWindow):
         # the workers stop between images; wait for them so no signal reaches a deleted window
         self.analysis_pool.waitForDone(60_000)
         self.io_pool.waitForDone(10_000)
+        if self.project is not None:
+            self.project.close()
+            self.project = None
         super().closeEvent(event)

@@ -18,7 +18,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFormLay
                                QPushButton, QSizePolicy, QTableWidget, QTableWidgetItem, QTreeWidget,
                                QTreeWidgetItem, QVBoxLayout, QWidget)
 
-from workbench.gui.session import ANALYSED, FAILED, NEW, QUEUED, REVIEWED, ImageRecord, SessionModel
+from workbench.gui.session import (ANALYSED, FAILED, NEW, QUEUED, REVIEWED, STATUS_TEXT, ImageRecord,
+                                   SessionModel)
 from workbench.gui.style import label_colour, label_name
 from workbench.results import CellCounts, CellDetection
 
@@ -82,10 +83,17 @@ class ImageListPanel(QWidget):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         self.summary = QLabel("No images open. Open images or a folder (Ctrl+O / Ctrl+Shift+O) or drop them here.")
         self.summary.setWordWrap(True)
+        self.status_filter = QComboBox()
+        self.status_filter.addItem("All images", None)
+        for status in (NEW, ANALYSED, REVIEWED, FAILED):
+            self.status_filter.addItem(STATUS_TEXT[status].capitalize(), status)
+        self.status_filter.setToolTip("Show only the images with this status")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.status_filter)
         layout.addWidget(self.tree)
         layout.addWidget(self.summary)
+        self.status_filter.currentIndexChanged.connect(lambda _i: self._apply_filter())
         self._items: dict[int, QTreeWidgetItem] = {}   # id(record) -> row
         self._syncing = False
         self.tree.currentItemChanged.connect(self._on_current_item)
@@ -93,6 +101,20 @@ class ImageListPanel(QWidget):
 
     def item_of(self, record: ImageRecord) -> QTreeWidgetItem | None:
         return self._items.get(id(record))
+
+    def set_status_filter(self, status: str | None) -> None:
+        """Show only the images with `status` (None: all)."""
+        self.status_filter.setCurrentIndex(max(0, self.status_filter.findData(status)))
+
+    def shown_records(self) -> list[ImageRecord]:
+        return [r for r in self.model.records if (item := self.item_of(r)) is not None and not item.isHidden()]
+
+    def _apply_filter(self, records=None) -> None:
+        wanted = self.status_filter.currentData()
+        for record in self.model.records if records is None else records:
+            item = self.item_of(record)
+            if item is not None:
+                item.setHidden(wanted is not None and record.status != wanted)
 
     def selected_records(self) -> list[ImageRecord]:
         rows = sorted(self.tree.indexOfTopLevelItem(item) for item in self.tree.selectedItems())
@@ -148,6 +170,7 @@ class ImageListPanel(QWidget):
             item.setForeground(3, label_colour("blast"))
         else:
             item.setForeground(3, self.palette().text().color())
+        self._apply_filter([record])
 
     def _update_summary(self) -> None:
         n = len(self.model.records)

@@ -1,0 +1,421 @@
+"""Box editing on the smear viewer: draw, move, resize, delete, relabel, multi-select, copy/paste, all undoable.
+
+`BoxEditor` switches a SmearView into edit mode (no hand-drag panning; the mouse edits boxes instead) and turns every
+edit into a QUndoCommand on its QUndoStack. A command stores the exact cells before and after (CellDetection, float
+xyxy = the item's QRectF), so undo and redo restore exact coordinates. Applying a command updates the scene item,
+the shown SmearResult and, when a ProjectStore is attached, the project file in one SQLite transaction with an audit
+row per changed box (operator = the store's operator).
+
+Mouse: drag on empty space draws a box (the current label); click a box to select it (Ctrl+click adds/removes);
+drag a selected box to move the selection; drag a corner handle of the single selected box to resize it.
+Keys: Delete/Backspace deletes the selection, 1..9 relabel the selection to the project's n-th label, Ctrl+A selects
+all, Esc clears the selection, Ctrl+C / Ctrl+V copy and paste boxes (offset by 10 px), Ctrl+Z / Ctrl+Shift+Z (or
+Ctrl+Y) undo / redo.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Callable, Mapping, Sequence
+
+from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QKeySequence, QPen, QUndoCommand, QUndoStack
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsRectItem
+
+from workbench.gui.style import SELECTION_RGB
+from workbench.gui.viewer import SmearView
+from workbench.results import CellDetection
+
+Cells = Mapping[int, "CellDetection | None"]
+HANDLE_PX = 8.0          # corner handles: size on screen, and how close a press must be to grab one
+MIN_BOX_PX = 3.0         # a drawn box smaller than this (image pixels) is a click, not a box
+PASTE_OFFSET = 10.0
+
+
+def rect_xyxy(rect: QRectF) -> tuple[float, float, float, float]:
+    rect = rect.normalized()
+    return (rect.left(), rect.top(), rect.right(), rect.bottom())
+
+
+def edited_cell(cell: CellDetection, rect: QRectF | None = None, label: str | None = None) -> CellDetection:
+    """`cell` moved/resized to `rect` and/or relabelled: an annotator's box is certain (det_conf 1; a relabel sets
+    label_conf 1 and p_blast 1 or 0)."""
+    out = replace(cell, det_conf=1.0)
+    if rect is not None:
+        out = replace(out, xyxy=rect_xyxy(rect))
+    if label is not None:
+        out = replace(out, label=label, label_conf=1.0, p_blast=1.0 if label == "blast" else 0.0)
+    return out
+
+
+class CellsCommand(QUndoCommand):
+    """Replace some cells of the edited image: `after[id]` on redo, `before[id]` on undo (None = no such cell)."""
+
+    action = "edit"
+    source = "manual"           # the store's `source` of the boxes this command writes
+
+    def __init__(self, editor: "BoxEditor", text: str, before: Cells, after: Cells) -> None:
+        super().__init__(text)
+        self.editor, self.before, self.after = editor, dict(before), dict(after)
+
+    def redo(self) -> None:
+        self.editor._apply(self.before, self.after, self.action, self.source)
+
+    def undo(self) -> None:
+        self.editor._apply(self.after, self.before, f"undo {self.action}", self.source)
+
+
+class AddBoxes(CellsCommand):
+    action = "add"
+
+
+class MoveResizeBoxes(CellsCommand):
+    action = "move/resize"
+
+
+class DeleteBoxes(CellsCommand):
+    action = "delete"
+
+
+class Relabel(CellsCommand):
+    action = "relabel"
+
+
+class ReplaceAll(CellsCommand):
+    """All boxes of the image replaced by those of a label file."""
+
+    action = "import labels"
+    source = "import"
+
+
+class HandleItem(QGraphicsRectItem):
+    """A corner handle of the selected box, constant size on screen."""
+
+    def __init__(self) -> None:
+        half = HANDLE_PX / 2.0
+        super().__init__(QRectF(QPointF(-half, -half), QPointF(half, half)))
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
+        self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+        self.setBrush(QColor(*SELECTION_RGB))
+        self.setPen(QPen(QColor(0, 0, 0), 0.0))
+        self.setZValue(20.0)
+
+
+class BoxEditor(QObject):
+    """Edit mode for a SmearView. `set_image(image_id)` after the scene shows a new result; `store` optional."""
+
+    edited = Signal()               # the cells of the shown result changed (counts, gallery, list may update)
+    selectionChanged = Signal(list)
+
+    def __init__(self, view: SmearView, store=None, labels: Sequence[str] = ("blast", "normal"),
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent or view)
+        self.view = view
+        self.viewport = view.viewport()      # kept: the event filter must not call into a view being destroyed
+        self.scene = view.smear_scene
+        self.store = store
+        self.image_id: int | None = None
+        self.labels = list(labels)
+        self.current_label = "normal" if "normal" in self.labels else self.labels[0]
+        self.undo_stack = QUndoStack(self)
+        self.enabled = False
+        self.selected: list[int] = []
+        self._highlighted: set[int] = set()
+        self.clipboard: list[CellDetection] = []
+        self._mode: str | None = None          # "draw", "move" or "resize" while the left button is down
+        self._start = QPointF()
+        self._anchor = QPointF()
+        self._orig: dict[int, QRectF] = {}
+        self._rubber = QGraphicsRectItem()
+        pen = QPen(QColor(*SELECTION_RGB), 2.0, Qt.PenStyle.DashLine)
+        pen.setCosmetic(True)
+        self._rubber.setPen(pen)
+        self._rubber.setZValue(15.0)
+        self._rubber.setVisible(False)
+        self._handles = [HandleItem() for _ in range(4)]
+        self.undo_action = self.undo_stack.createUndoAction(self, "&Undo")
+        self.undo_action.setShortcuts(QKeySequence.StandardKey.Undo)
+        self.redo_action = self.undo_stack.createRedoAction(self, "&Redo")
+        self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+
+    # -- mode and image ---------------------------------------------------------------------------------------------
+    def set_enabled(self, enabled: bool) -> None:
+        enabled = bool(enabled)
+        if enabled == self.enabled:
+            return
+        self.enabled = enabled
+        if enabled:
+            self._add_overlays()
+            self.view.setDragMode(self.view.DragMode.NoDrag)
+            self.viewport.installEventFilter(self)
+            self.view.installEventFilter(self)
+            self.viewport.setCursor(Qt.CursorShape.CrossCursor)
+        else:
+            self.set_selection([])
+            self._mode = None
+            self._rubber.setVisible(False)
+            self.viewport.removeEventFilter(self)
+            self.view.removeEventFilter(self)
+            self.view.setDragMode(self.view.DragMode.ScrollHandDrag)
+            self.viewport.unsetCursor()
+
+    def _add_overlays(self) -> None:
+        for item in [self._rubber, *self._handles]:
+            if item.scene() is not self.scene:
+                self.scene.addItem(item)
+                item.setVisible(False)
+
+    def set_image(self, image_id: int | None) -> None:
+        """A new image (or a reloaded result) is shown: the history of the previous one is dropped."""
+        self.image_id = image_id
+        self.undo_stack.clear()
+        self.selected = []
+        self._add_overlays()
+        self._update_selection()
+
+    def cells(self) -> list[CellDetection]:
+        """The shown image's cells in id order (the scene's items are the truth)."""
+        return [self.scene.cell_items[i].cell for i in sorted(self.scene.cell_items)]
+
+    def _next_id(self) -> int:
+        ids = list(self.scene.cell_items)
+        if self.store is not None and self.image_id is not None:
+            ids.append(self.store.next_cell_id(self.image_id) - 1)
+        return max(ids, default=-1) + 1
+
+    # -- applying (the only place that changes cells) ---------------------------------------------------------------
+    def _apply(self, before: Cells, after: Cells, action: str, source: str = "manual") -> None:
+        result = self.scene.result
+        for cell_id in sorted(after):
+            cell = after[cell_id]
+            if cell is None:
+                self.scene.remove_cell(cell_id)
+            else:
+                self.scene.update_cell(cell)
+                self.scene.cell_items[cell_id].setVisible(True)   # an edited box is always shown
+        if result is not None:
+            result.cells = self.cells()
+            result.recount()
+        if self.store is not None and self.image_id is not None:
+            self.store.apply(self.image_id, before, after, action, source)
+        self.selected = [i for i in self.selected if i in self.scene.cell_items]
+        self._update_selection()
+        self.edited.emit()
+
+    def push(self, command: CellsCommand) -> None:
+        self.undo_stack.push(command)
+
+    # -- edit operations (also usable from menus and tests) ---------------------------------------------------------
+    def add_box(self, rect: QRectF, label: str | None = None) -> int:
+        cell_id = self._next_id()
+        label = label or self.current_label
+        cell = CellDetection(cell_id=cell_id, xyxy=rect_xyxy(rect), det_conf=1.0, label=label, label_conf=1.0,
+                             p_blast=1.0 if label == "blast" else 0.0)
+        self.push(AddBoxes(self, f"Add box {cell_id}", {cell_id: None}, {cell_id: cell}))
+        self.set_selection([cell_id])
+        return cell_id
+
+    def set_rects(self, rects: Mapping[int, QRectF], text: str = "Move box") -> None:
+        before = {i: self.scene.cell_items[i].cell for i in rects}
+        after = {i: edited_cell(before[i], rects[i]) for i in rects}
+        if any(before[i].xyxy != after[i].xyxy for i in rects):
+            self.push(MoveResizeBoxes(self, text, before, after))
+
+    def delete_selected(self) -> None:
+        if self.selected:
+            before = {i: self.scene.cell_items[i].cell for i in self.selected}
+            self.push(DeleteBoxes(self, f"Delete {len(before)} box(es)", before, {i: None for i in before}))
+
+    def relabel_selected(self, label: str) -> None:
+        if label not in self.labels:
+            raise ValueError(f"{label!r} is not one of the project's labels {self.labels}")
+        self.current_label = label
+        cells = [self.scene.cell_items[i].cell for i in self.selected]
+        before = {c.cell_id: c for c in cells if c.label != label}
+        if before:
+            self.push(Relabel(self, f"Relabel {len(before)} box(es) {label}", before,
+                              {i: edited_cell(c, label=label) for i, c in before.items()}))
+
+    def replace_all(self, cells: Sequence[CellDetection], text: str = "Import labels") -> None:
+        """Replace every box of the image (an imported label file), undoably."""
+        old = {c.cell_id: c for c in self.cells()}
+        new = {c.cell_id: c for c in cells}
+        self.set_selection([])
+        self.push(ReplaceAll(self, text, {i: old.get(i) for i in old.keys() | new.keys()},
+                             {i: new.get(i) for i in old.keys() | new.keys()}))
+
+    def copy_selected(self) -> None:
+        self.clipboard = [self.scene.cell_items[i].cell for i in sorted(self.selected)]
+
+    def paste(self) -> None:
+        if not self.clipboard:
+            return
+        first = self._next_id()
+        after = {}
+        for n, cell in enumerate(self.clipboard):
+            xyxy = tuple(v + PASTE_OFFSET for v in cell.xyxy)
+            after[first + n] = replace(edited_cell(cell), cell_id=first + n, xyxy=xyxy)
+        self.push(AddBoxes(self, f"Paste {len(after)} box(es)", {i: None for i in after}, after))
+        self.set_selection(list(after))
+
+    # -- selection ------------------------------------------------------------------------------------------------
+    def set_selection(self, ids: Sequence[int]) -> None:
+        self.selected = [i for i in dict.fromkeys(ids) if i in self.scene.cell_items]
+        self._update_selection()
+        self.selectionChanged.emit(list(self.selected))
+
+    def _update_selection(self) -> None:
+        for cell_id in self._highlighted - set(self.selected):   # restore the label colour
+            item = self.scene.cell_items.get(cell_id)
+            if item is not None:
+                item.update_cell(item.cell)
+        pen = QPen(QColor(*SELECTION_RGB), 3.0)
+        pen.setCosmetic(True)
+        for cell_id in self.selected:
+            self.scene.cell_items[cell_id].setPen(pen)
+        self._highlighted = set(self.selected)
+        single = self.scene.cell_items.get(self.selected[0]) if len(self.selected) == 1 else None
+        for handle, corner in zip(self._handles, self._corners(single.rect()) if single else [None] * 4):
+            handle.setVisible(corner is not None and self.enabled)
+            if corner is not None:
+                handle.setPos(corner)
+
+    @staticmethod
+    def _corners(rect: QRectF) -> list[QPointF]:
+        return [rect.topLeft(), rect.topRight(), rect.bottomRight(), rect.bottomLeft()]
+
+    # -- mouse and keys ---------------------------------------------------------------------------------------------
+    def _scene_pos(self, event) -> QPointF:
+        return self.view.mapToScene(event.position().toPoint())
+
+    def _handle_at(self, event) -> int:
+        if len(self.selected) != 1:
+            return -1
+        rect = self.scene.cell_items[self.selected[0]].rect()
+        for index, corner in enumerate(self._corners(rect)):
+            if (QPointF(self.view.mapFromScene(corner)) - event.position()).manhattanLength() <= HANDLE_PX:
+                return index
+        return -1
+
+    def eventFilter(self, obj, event) -> bool:
+        kind = event.type()
+        if obj is self.viewport:
+            if kind == QEvent.Type.MouseButtonPress and event.button() == Qt.MouseButton.LeftButton:
+                self._press(event)
+                return True
+            if kind == QEvent.Type.MouseMove and self._mode is not None:
+                self._move(event)
+                return True
+            if kind == QEvent.Type.MouseButtonRelease and event.button() == Qt.MouseButton.LeftButton:
+                self._release(event)
+                return True
+            if kind == QEvent.Type.MouseButtonDblClick:
+                return True
+        elif obj is self.view and kind == QEvent.Type.ShortcutOverride:
+            if self._key_action(event) is not None:   # edit keys win over window shortcuts ("1" = 100 %, Esc)
+                event.accept()
+                return True
+        elif obj is self.view and kind == QEvent.Type.KeyPress:
+            action = self._key_action(event)
+            if action is not None:
+                action()
+                return True
+        return False
+
+    def _press(self, event) -> None:
+        self.view.setFocus()
+        pos = self._scene_pos(event)
+        ctrl = bool(event.modifiers() & Qt.KeyboardModifier.ControlModifier)
+        self._start = pos
+        handle = self._handle_at(event)
+        if handle >= 0:
+            rect = self.scene.cell_items[self.selected[0]].rect()
+            self._mode = "resize"
+            self._anchor = self._corners(rect)[(handle + 2) % 4]
+            self._orig = {self.selected[0]: QRectF(rect)}
+            return
+        item = self.scene.cell_at(pos)
+        if item is not None:
+            if ctrl:
+                ids = [i for i in self.selected if i != item.cell_id] if item.cell_id in self.selected \
+                    else self.selected + [item.cell_id]
+                self.set_selection(ids)
+                self._mode = None
+                return
+            if item.cell_id not in self.selected:
+                self.set_selection([item.cell_id])
+            self._mode = "move"
+            self._orig = {i: QRectF(self.scene.cell_items[i].rect()) for i in self.selected}
+            return
+        if not ctrl:
+            self.set_selection([])
+        self._mode = "draw"
+        self._rubber.setRect(QRectF(pos, pos))
+        self._rubber.setVisible(True)
+
+    def _clamp(self, point: QPointF) -> QPointF:
+        bounds = self.scene.image_rect
+        if bounds.isEmpty():
+            return point
+        return QPointF(min(max(point.x(), bounds.left()), bounds.right()),
+                       min(max(point.y(), bounds.top()), bounds.bottom()))
+
+    def _preview(self, pos: QPointF, mode: str | None = None) -> dict[int, QRectF]:
+        mode = mode or self._mode
+        if mode == "move":
+            delta = pos - self._start
+            return {i: rect.translated(delta) for i, rect in self._orig.items()}
+        if mode == "resize":
+            return {i: QRectF(self._anchor, self._clamp(pos)).normalized() for i in self._orig}
+        return {}
+
+    def _move(self, event) -> None:
+        pos = self._scene_pos(event)
+        if self._mode == "draw":
+            self._rubber.setRect(QRectF(self._clamp(self._start), self._clamp(pos)).normalized())
+            return
+        for cell_id, rect in self._preview(pos).items():
+            self.scene.cell_items[cell_id].setRect(rect)
+        self._update_handles_preview()
+
+    def _update_handles_preview(self) -> None:
+        if len(self.selected) == 1:
+            for handle, corner in zip(self._handles, self._corners(self.scene.cell_items[self.selected[0]].rect())):
+                handle.setPos(corner)
+
+    def _release(self, event) -> None:
+        mode, self._mode = self._mode, None
+        pos = self._scene_pos(event)
+        if mode == "draw":
+            self._rubber.setVisible(False)
+            rect = QRectF(self._clamp(self._start), self._clamp(pos)).normalized()
+            if rect.width() >= MIN_BOX_PX and rect.height() >= MIN_BOX_PX:
+                self.add_box(rect)
+        elif mode in ("move", "resize"):
+            rects = self._preview(pos, mode)
+            for cell_id in rects:                              # the command sets the final geometry
+                self.scene.cell_items[cell_id].update_cell(self.scene.cell_items[cell_id].cell)
+            if pos != self._start:
+                self.set_rects(rects, "Resize box" if mode == "resize" else f"Move {len(rects)} box(es)")
+            self._update_selection()
+
+    def _key_action(self, event) -> Callable[[], None] | None:
+        key, mods = event.key(), event.modifiers()
+        ctrl = bool(mods & Qt.KeyboardModifier.ControlModifier)
+        shift = bool(mods & Qt.KeyboardModifier.ShiftModifier)
+        actions: dict[tuple[int, bool], Callable[[], None]] = {
+            (Qt.Key.Key_Delete, False): self.delete_selected,
+            (Qt.Key.Key_Backspace, False): self.delete_selected,
+            (Qt.Key.Key_Escape, False): lambda: self.set_selection([]),
+            (Qt.Key.Key_A, True): lambda: self.set_selection(list(self.scene.cell_items)),
+            (Qt.Key.Key_C, True): self.copy_selected,
+            (Qt.Key.Key_V, True): self.paste,
+            (Qt.Key.Key_Z, True): self.undo_stack.redo if shift else self.undo_stack.undo,
+            (Qt.Key.Key_Y, True): self.undo_stack.redo,
+        }
+        action = actions.get((key, ctrl))
+        if action is None and not ctrl and Qt.Key.Key_1 <= key <= Qt.Key.Key_9:
+            index = key - Qt.Key.Key_1
+            if index < len(self.labels):
+                action = lambda: self.relabel_selected(self.labels[index])  # noqa: E731
+        return action
