@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--classifier")
     parser.add_argument("--conf", type=float, default=0.25)
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (median is reported)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads (default: all cores)")
     args = parser.parse_args()
     images = args.images or default_images()
     config = load_config(overrides={"detector": {"weights": args.detector, "conf": args.conf},
@@ -58,10 +59,17 @@ def main() -> None:
     analyzer = SmearAnalyzer.from_config(config)
     yolo = analyzer.detector.model
     det = config["detector"]
+    torch = __import__("torch")
+    threads = args.threads
+    torch.set_num_threads(threads)
+
+    def bare_predict(bgr):  # ultralytics resets torch's thread count on CPU; put it back as the pipeline does
+        yolo.predict(bgr, conf=det["conf"], iou=det["iou"], imgsz=det["imgsz"], device=det["device"], verbose=False)
+        torch.set_num_threads(threads)
 
     print(f"detector {analyzer.detector_info.name} ({analyzer.detector_info.sha256[:12]}), classifier "
           f"{analyzer.classifier_info.name} ({analyzer.classifier_info.sha256[:12]}), conf {args.conf}, "
-          f"torch threads {__import__('torch').get_num_threads()}, median of {args.repeat}")
+          f"torch threads {threads}, median of {args.repeat}")
     print(f"{'image':<22}{'size':>11}{'tiles':>6}{'cells':>6}{'bare predict':>14}{'B3 crops':>10}"
           f"{'analyze':>10}{'ratio':>7}")
     totals = [0.0, 0.0, 0.0]
@@ -69,8 +77,7 @@ def main() -> None:
         image = load_image(path)
         bgr = image[:, :, ::-1].copy()
         analyzer.analyze_image(path)  # warm-up: first calls build kernels / caches
-        bare = timed(lambda: yolo.predict(bgr, conf=det["conf"], iou=det["iou"], imgsz=det["imgsz"],
-                                          device=det["device"], verbose=False), args.repeat)
+        bare = timed(lambda: bare_predict(bgr), args.repeat)
         result = analyzer.analyze_image(path)
         boxes = [c.xyxy for c in result.cells]
         crops = __import__("classification.crops", fromlist=["crop_cells"]).crop_cells(

@@ -86,10 +86,16 @@ class WbcDetector:
         """One batched forward pass over `images_bgr`; per image an (N, 5) array x1, y1, x2, y2, conf of WBCs."""
         if not images_bgr:
             return []
+        import torch
+
+        threads = torch.get_num_threads()
         results = self.model.predict(
             list(images_bgr), conf=self.conf, iou=self.iou, imgsz=imgsz or self.imgsz, device=self.device,
             max_det=self.max_det, classes=[self.class_id], verbose=False,
         )
+        # ultralytics' device selection sets torch to cpu_count - 1 threads (1 on a 2-core machine), which would
+        # halve the classifier's speed for the rest of the process
+        torch.set_num_threads(threads)
         out = []
         for result in results:
             boxes = result.boxes

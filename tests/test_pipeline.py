@@ -108,3 +108,11 @@ def test_image_sink_receives_decoded_image(analyzer, bccd_image):
     got = []
     analyzer.analyze([bccd_image], image_sink=lambda r, im: got.append(im.shape))
     assert got == [(480, 640, 3)]
+
+
+def test_detection_leaves_torch_threads_alone(analyzer, bccd_image):
+    import torch
+
+    before = torch.get_num_threads()
+    analyzer.analyze_image(bccd_image)
+    assert torch.get_num_threads() == before

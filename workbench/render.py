@@ -39,7 +39,7 @@ def render_result(image_rgb: np.ndarray, result: SmearResult, font_scale: float 
         _text_with_background(canvas, f"{cell.label} {cell.label_conf:.2f}", (x1, y1 - thickness), scale,
                               text_thickness, colour)
     c = result.counts
-    summary = f"WBC {c.wbc}  blast {c.blast}  normal {c.normal}  blast {c.blast_pct:.1f}%"
+    summary = f"WBC {c.wbc}  blasts {c.blast}  normal {c.normal}  ({c.blast_pct:.1f}% blasts)"
     _text_with_background(canvas, summary, (4, 4), scale * 1.1, text_thickness, (40, 40, 40))
     return canvas[:, :, ::-1]
 
