@@ -86,3 +86,14 @@ def tiny_config(tiny_detector, tiny_classifier):
         "detector": {"weights": str(tiny_detector), "conf": 0.0001, "imgsz": 640, "max_det": 15},
         "classifier": {"weights": str(tiny_classifier), "batch": 8},
     })
+
+
+@pytest.fixture(autouse=True)
+def isolated_eval_runs(monkeypatch, tmp_path_factory):
+    """Eval runs made by tests go to a tmp folder, never into the user's runs/eval list (the GUI shows that list)."""
+    import workbench.eval_runs
+
+    root = tmp_path_factory.mktemp("eval_runs")
+    monkeypatch.setattr(workbench.eval_runs, "EVAL_RUNS_DIR", root)
+    monkeypatch.setenv("SMEAR_EVAL_RUNS", str(root))
+    return root
