@@ -1,0 +1,46 @@
+"""The shipped default weights: listed in the manifest, intact, and `workbench analyze` with no weight options finds
+the white cells of BCCD test images with them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from detection.boxes import pairwise_overlaps
+from detection.voc import parse_voc
+from workbench.cli import main
+from workbench.weights import Manifest, resolve_weights
+
+N_IMAGES = 10  # the first BCCD test-split images (official list order) that have a WBC box: no hand-picking
+
+
+def test_manifest_defaults_are_intact_and_documented():
+    manifest = Manifest.load()
+    for task in ("detect", "classify"):
+        entry = manifest.default(task)
+        assert entry is not None, f"no default {task} weights shipped"
+        resolve_weights(None, task, manifest)  # sha256 check
+        assert entry.data and entry.split and entry.metrics.get("test")
+    assert manifest.default("detect").class_names == ["wbc"]
+    assert manifest.default("classify").class_names == ["blast", "normal"]
+
+
+def test_analyze_with_defaults_finds_bccd_test_wbcs(tmp_path, capsys, bccd_root):
+    test_ids = (bccd_root / "ImageSets" / "Main" / "test.txt").read_text().split()
+    with_wbc = [i for i in test_ids if any(o.name.lower() == "wbc"
+                                           for o in parse_voc(bccd_root / "Annotations" / f"{i}.xml").objects)]
+    images = [bccd_root / "JPEGImages" / f"{stem}.jpg" for stem in with_wbc[:N_IMAGES]]
+    assert main(["analyze", *map(str, images), "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "results.json").read_text())
+    found = total = 0
+    for result in data["images"]:
+        stem = result["image_path"].rsplit("/", 1)[-1][:-4]
+        truth = np.array([o.xyxy for o in parse_voc(bccd_root / "Annotations" / f"{stem}.xml").objects
+                          if o.name.lower() == "wbc"], dtype=float)
+        pred = np.array([c["xyxy"] for c in result["cells"]], dtype=float).reshape(-1, 4)
+        total += len(truth)
+        if len(pred) and len(truth):
+            iou, _ = pairwise_overlaps(truth, pred)
+            found += int((iou.max(axis=1) >= 0.5).sum())
+    assert total >= N_IMAGES
+    assert found / total >= 0.85, f"found {found} of {total} WBCs"
