@@ -36,7 +36,6 @@ import csv
 import json
 import logging
 import math
-import os
 import shutil
 import tempfile
 from collections import Counter, defaultdict
@@ -49,7 +48,8 @@ import cv2
 import numpy as np
 
 from classification.crops import crop_cell, median_colour
-from detection.fileio import atomic_open, write_atomic
+from detection.boxes import box_iou
+from detection.fileio import atomic_open, check_build_dir, replace_build, write_atomic
 from detection.voc import parse_voc
 
 if TYPE_CHECKING:
@@ -173,7 +173,7 @@ def build_crop_dataset(
         raise ValueError(f"allidb2_framing must be 'native' or 'box', not {allidb2_framing!r}")
     if not (include_allidb2 or include_allidb1 or include_bccd):
         raise ValueError("nothing to build: every source is switched off")
-    _check_out_dir(out_dir)
+    check_build_dir(out_dir, REPORT_FILE)
 
     report = CropBuildReport(
         out_dir=str(out_dir.resolve()), datasets_root=str(datasets_root.resolve()), crop_size=crop_size,
@@ -203,7 +203,7 @@ def build_crop_dataset(
         report.split_file = str((out_dir / SPLIT_FILE).resolve())
         _write_split_file(staging / SPLIT_FILE, records)
         write_atomic(staging / REPORT_FILE, json.dumps(report.to_dict(), indent=2) + "\n")
-        _move_build(staging, out_dir)
+        replace_build(staging, out_dir, (*SPLITS, SPLIT_FILE, ALLIDB1_SPLIT_FILE, REPORT_FILE))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     _log_report(report)
@@ -449,7 +449,7 @@ def _bccd_crops(
         if box[2] - box[0] < 2 or box[3] - box[1] < 2:
             skipped["bccd_degenerate_boxes"] += 1
             continue
-        if any(_iou(box, other) >= BCCD_DUPLICATE_IOU for other in kept):
+        if any(box_iou(box, other) >= BCCD_DUPLICATE_IOU for other in kept):
             skipped["bccd_duplicate_boxes"] += 1
             continue
         kept.append(box)
@@ -460,14 +460,6 @@ def _bccd_crops(
         _write_png(staging / rel, crop_cell(image, box, margin, crop_size, fill))
         records.append(CropRecord(rel, "normal", split, "bccd", f"{stem}.jpg", *box, extra_normal=True))
     return records
-
-
-def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _read_rgb(path: Path) -> np.ndarray | None:
@@ -525,29 +517,6 @@ def _write_split_file(path: Path, records: Sequence[CropRecord]) -> None:
         writer.writeheader()
         for rec in sorted(records, key=lambda r: (SPLITS.index(r.split), r.file)):
             writer.writerow(rec.row())
-
-
-def _check_out_dir(out_dir: Path) -> None:
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise FileExistsError(f"{out_dir} exists and is not a folder")
-        if any(out_dir.iterdir()) and not (out_dir / REPORT_FILE).is_file():
-            raise FileExistsError(f"{out_dir} is not empty and holds no {REPORT_FILE}: refusing to overwrite it")
-
-
-def _move_build(staging: Path, out_dir: Path) -> None:
-    """Replace an earlier build's parts in out_dir by the staged ones; anything else a user put there stays."""
-    out_dir.mkdir(exist_ok=True)
-    parts = (*SPLITS, SPLIT_FILE, ALLIDB1_SPLIT_FILE, REPORT_FILE)  # the report last: it marks a complete build
-    for name in parts:
-        old = out_dir / name
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old)
-        elif old.exists() or old.is_symlink():
-            old.unlink()
-    for name in parts:
-        if (staging / name).exists():
-            os.replace(staging / name, out_dir / name)
 
 
 def _log_report(report: CropBuildReport) -> None:

@@ -53,7 +53,8 @@ import yaml
 from PIL import Image
 
 from detection.errors import LabelFileError
-from detection.fileio import write_atomic
+from detection.boxes import box_iou
+from detection.fileio import check_build_dir, replace_build, write_atomic
 
 __all__ = [
     "KINDS",
@@ -695,7 +696,7 @@ def segment_image(image_rgb: np.ndarray, points: Sequence[CellPoint], name: str 
                 results[(point.kind, "failed", result.reason)] += 1
             continue
         # Points come in priority order (blast, normal, other), so the kept one of two marks is the better kind.
-        if any(_iou(result.box.xyxy, kept.xyxy) >= DUPLICATE_IOU for kept in boxes):
+        if any(box_iou(result.box.xyxy, kept.xyxy) >= DUPLICATE_IOU for kept in boxes):
             results[(point.kind, "duplicate")] += 1
             continue
         results[(point.kind, "box")] += 1
@@ -748,16 +749,6 @@ def _unmatched_blobs(stain: StainMap, boxes: Sequence[PointBox]) -> tuple[np.nda
         for x, y, w, h, _ in stats[1:][keep[1:]]
     ]
     return unmatched, rects
-
-
-def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -1086,7 +1077,7 @@ def build_allidb1_tiles(
     chosen = {s: [n for n in split if split[n] == s and (images is None or n in images)] for s in SPLITS}
     if limit is not None:
         chosen = {s: names[:limit] for s, names in chosen.items()}
-    _check_out_dir(out_dir)
+    check_build_dir(out_dir, REPORT_NAME)
 
     report = AllIdbBuildReport(
         allidb_root=str(allidb_root), out_dir=str(out_dir), data_yaml=str(out_dir / "data.yaml"), tile=tile,
@@ -1124,7 +1115,7 @@ def build_allidb1_tiles(
             cv2.imwrite(str(staging / "contact_sheet.png"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
         report.seconds = round(time.perf_counter() - started, 1)
         (staging / REPORT_NAME).write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
-        _move_build(staging, out_dir, contact_sheet)
+        replace_build(staging, out_dir, _PARTS + (REPORT_NAME,))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     log.info("ALL-IDB1 -> YOLO tiles: wrote %s in %.0f s (%s)", out_dir, report.seconds, json.dumps(report.totals()))
@@ -1213,30 +1204,6 @@ def _write_tiles_csv(path: Path, rows: list[list[Any]]) -> None:
 
 
 _PARTS = ("images", "labels", "data.yaml", "split.csv", "tiles.csv", "contact_sheet.png")
-
-
-def _check_out_dir(out_dir: Path) -> None:
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise FileExistsError(f"{out_dir} exists and is not a folder")
-        if any(out_dir.iterdir()) and not (out_dir / REPORT_NAME).is_file():
-            raise FileExistsError(f"{out_dir} is not empty and holds no {REPORT_NAME}: refusing to overwrite it")
-
-
-def _move_build(staging: Path, out_dir: Path, contact_sheet: bool) -> None:
-    """Replace an earlier build's parts in out_dir (including ultralytics' labels/*.cache) by the staged ones; the
-    report last, since it marks a complete build."""
-    out_dir.mkdir(exist_ok=True)
-    parts = _PARTS + (REPORT_NAME,)
-    for name in parts:
-        old = out_dir / name
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old)
-        elif old.exists() or old.is_symlink():
-            old.unlink()
-    for name in parts:
-        if (staging / name).exists():
-            os.replace(staging / name, out_dir / name)
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -30,6 +30,8 @@ from typing import Any, Sequence
 import yaml
 from PIL import Image
 
+from detection.boxes import box_iou
+from detection.fileio import check_build_dir, replace_build
 from detection.voc import VocAnnotation, parse_voc
 
 __all__ = [
@@ -158,7 +160,7 @@ def build_bccd_yolo(
     if limit is not None:
         ids = {split: stems[:limit] for split, stems in ids.items()}
 
-    _check_out_dir(out_dir)
+    check_build_dir(out_dir, REPORT_NAME)
     class_id = {name: i for i, name in enumerate(class_names)}
     report = BccdBuildReport(
         bccd_root=str(bccd_root),
@@ -178,7 +180,7 @@ def build_bccd_yolo(
             _log_split(split, report.splits[split])
         _write_data_yaml(staging, out_dir, split_names, class_names)
         (staging / REPORT_NAME).write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
-        _move_build(staging, out_dir)
+        replace_build(staging, out_dir, ("images", "labels", "data.yaml", REPORT_NAME))  # incl. labels/*.cache
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     log.info("BCCD -> YOLO: wrote %s (%s)", out_dir, json.dumps(report.totals()))
@@ -260,29 +262,6 @@ def _check_disjoint(ids: dict[str, list[str]]) -> None:
                 raise ValueError(f"{len(shared)} image(s) are in both {a} and {b} (e.g. {shared[:3]}): test leakage")
 
 
-def _check_out_dir(out_dir: Path) -> None:
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise FileExistsError(f"{out_dir} exists and is not a folder")
-        if any(out_dir.iterdir()) and not (out_dir / REPORT_NAME).is_file():
-            raise FileExistsError(f"{out_dir} is not empty and holds no {REPORT_NAME}: refusing to overwrite it")
-
-
-def _move_build(staging: Path, out_dir: Path) -> None:
-    """Replace an earlier build's parts in out_dir (including ultralytics' labels/*.cache) by the staged ones;
-    anything else a user put into out_dir stays."""
-    out_dir.mkdir(exist_ok=True)
-    parts = ("images", "labels", "data.yaml", REPORT_NAME)  # the report last: it marks a complete build
-    for name in parts:
-        old = out_dir / name
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old)
-        elif old.exists() or old.is_symlink():
-            old.unlink()
-    for name in parts:
-        os.replace(staging / name, out_dir / name)
-
-
 def _convert_image(
     stem: str, image: Path, annotation: VocAnnotation, class_id: dict[str, int], sr: SplitReport
 ) -> list[str]:
@@ -313,7 +292,7 @@ def _convert_image(
             _add_file(sr.dropped_degenerate_files, stem)
             log.debug("%s: dropped %s box %s (no area inside the image)", stem, obj.name, obj.xyxy)
             continue
-        if any(_iou(box, other) >= DUPLICATE_IOU for other in kept.get(name, [])):
+        if any(box_iou(box, other) >= DUPLICATE_IOU for other in kept.get(name, [])):
             sr.dropped_duplicates += 1
             _add_file(sr.dropped_duplicates_files, stem)
             log.debug("%s: dropped %s box %s (duplicate, IoU >= %s)", stem, obj.name, obj.xyxy, DUPLICATE_IOU)
@@ -328,16 +307,6 @@ def _convert_image(
         w, h = (box[2] - box[0]) / width, (box[3] - box[1]) / height
         lines.append(f"{class_id[name]} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n")
     return lines
-
-
-def _iou(a: _XYXY, b: _XYXY) -> float:
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _add_file(files: list[str], stem: str) -> None:

@@ -30,3 +30,14 @@ def pairwise_overlaps(boxes: np.ndarray, others: np.ndarray) -> tuple[np.ndarray
     iou = np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
     ios = np.where(smaller > 0, inter / np.maximum(smaller, 1e-9), 0.0)
     return iou, ios
+
+
+def box_iou(a, b) -> float:
+    """IoU of two xyxy boxes (plain sequences), for the per-pair checks of the dataset builders."""
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0

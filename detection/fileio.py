@@ -37,3 +37,32 @@ def atomic_open(path: Path | str, mode: str = "wb") -> Iterator[IO]:
 def write_atomic(path: Path | str, data: str | bytes) -> None:
     with atomic_open(path, "wb" if isinstance(data, bytes) else "w") as handle:
         handle.write(data)
+
+
+def check_build_dir(out_dir: Path, marker: str) -> None:
+    """A dataset build may only overwrite an empty folder or an earlier build (which holds its `marker` report)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise FileExistsError(f"{out_dir} exists and is not a folder")
+        if any(out_dir.iterdir()) and not (out_dir / marker).is_file():
+            raise FileExistsError(f"{out_dir} is not empty and holds no {marker}: refusing to overwrite it")
+
+
+def replace_build(staging: Path, out_dir: Path, parts: tuple[str, ...]) -> None:
+    """Replace an earlier build's `parts` in out_dir by the staged ones (a build is made in a staging folder, so a
+    failed build leaves the previous one intact); anything else a user put into out_dir stays. The last part should
+    be the build's report: it marks a complete build."""
+    import shutil
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(exist_ok=True)
+    for name in parts:
+        old = out_dir / name
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+        elif old.exists() or old.is_symlink():
+            old.unlink()
+    for name in parts:
+        if (Path(staging) / name).exists():
+            os.replace(Path(staging) / name, out_dir / name)
