@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -41,16 +40,7 @@ from detection.allidb import (
 from detection.errors import LabelFileError
 
 TILE = 640
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DATASETS = Path(os.environ.get("SMEAR_DATASETS", REPO_ROOT.parent / "shared" / "datasets")).resolve()
-ALLIDB1 = DATASETS / "all-idb" / "ALL_IDB1"
-ALLIDB2 = DATASETS / "all-idb" / "ALL_IDB2"
-
-
-def need(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"real data not found at {path} (set SMEAR_DATASETS)")
-    return path
+from tests.conftest import ALLIDB1, ALLIDB2, DATASETS, need  # noqa: E402
 
 
 @pytest.fixture(scope="module")
