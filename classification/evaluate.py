@@ -18,7 +18,6 @@ Crop data layouts (those of classification.dataset's crop builds):
 from __future__ import annotations
 
 import csv
-import io
 import logging
 import math
 from dataclasses import asdict, dataclass, field
@@ -29,7 +28,7 @@ import numpy as np
 
 from detection.evaluate import (IMAGE_SUFFIXES, DatasetFormatError, new_figure, pil_open, plot_confusion_matrix,
                                 save_figure)
-from detection.fileio import write_atomic
+from detection.fileio import csv_text, write_atomic
 
 __all__ = [
     "BOOTSTRAP_RESAMPLES",
@@ -361,14 +360,6 @@ def _plot_roc(path: Path, curves: dict[str, ClassifierMetrics]) -> None:
     save_figure(fig, path)
 
 
-def _csv_text(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
 def write_classifier_outputs(out_dir: Path, samples: Sequence[CropSample], p_blast: np.ndarray,
                              metrics: ClassifierMetrics, name: str = "classifier",
                              compare: tuple[str, np.ndarray, ClassifierMetrics] | None = None
@@ -388,7 +379,7 @@ def write_classifier_outputs(out_dir: Path, samples: Sequence[CropSample], p_bla
                   "ci95_low": c_metrics.ci95[key][0], "ci95_high": c_metrics.ci95[key][1],
                   "threshold": c_metrics.threshold} for key in HEADLINE]
     write_atomic(out_dir / "metrics.csv",
-                 _csv_text(rows, ["model", "metric", "value", "ci95_low", "ci95_high", "threshold"]))
+                 csv_text(rows, ["model", "metric", "value", "ci95_low", "ci95_high", "threshold"]))
     pred_rows = []
     for i, s in enumerate(samples):
         row = {"file": str(s.path), "label": s.label, "p_blast": round(float(p_blast[i]), 6),
@@ -402,7 +393,7 @@ def write_classifier_outputs(out_dir: Path, samples: Sequence[CropSample], p_bla
     columns = ["file", "label", "p_blast", "predicted", "correct"]
     if compare is not None:
         columns += ["p_blast_compare", "predicted_compare"]
-    write_atomic(out_dir / "predictions.csv", _csv_text(pred_rows, columns))
+    write_atomic(out_dir / "predictions.csv", csv_text(pred_rows, columns))
     curves = {name: metrics}
     if compare is not None:
         curves[c_name] = compare[2]

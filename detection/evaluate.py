@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import csv
 import io
 import json
 import logging
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import yaml
@@ -34,7 +33,7 @@ from PIL import Image
 from detection.bccd import DUPLICATE_IOU
 from detection.boxes import pairwise_overlaps
 from detection.errors import LabelFileError
-from detection.fileio import write_atomic
+from detection.fileio import csv_text, write_atomic
 from detection.voc import parse_voc
 
 __all__ = [
@@ -687,14 +686,6 @@ def _plot_pr(path: Path, metrics: DetectionMetrics) -> None:
     save_figure(fig, path)
 
 
-def _csv(rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
 METRIC_COLUMNS = ["class", "images", "instances", "predictions", "tp", "fp", "fn", "precision", "recall", "f1",
                   "best_f1_conf", "best_f1_precision", "best_f1_recall", "best_f1", "ap50", "ap50_95"]
 PER_IMAGE_COLUMNS = ["image", "width", "height", "instances", "predictions", "tp", "fp", "fn"]
@@ -710,8 +701,8 @@ def write_detection_outputs(out_dir: Path, gt: GroundTruth, predictions: list[di
     write_atomic(out_dir / "gt_coco.json", json.dumps(gt.to_coco()))
     rows = [{"class": "all", **asdict(metrics.overall)}]
     rows += [{"class": name, **asdict(m)} for name, m in metrics.per_class.items()]
-    write_atomic(out_dir / "metrics.csv", _csv(rows, METRIC_COLUMNS))
-    write_atomic(out_dir / "per_image.csv", _csv(metrics.per_image, PER_IMAGE_COLUMNS))
+    write_atomic(out_dir / "metrics.csv", csv_text(rows, METRIC_COLUMNS))
+    write_atomic(out_dir / "per_image.csv", csv_text(metrics.per_image, PER_IMAGE_COLUMNS))
     _plot_pr(out_dir / "pr_curve.png", metrics)
     plot_confusion_matrix(out_dir / "confusion_matrix.png", metrics.confusion, metrics.confusion_labels,
                           f"detections at conf {metrics.thresholds['conf']:g}, IoU >= "

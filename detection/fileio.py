@@ -66,3 +66,15 @@ def replace_build(staging: Path, out_dir: Path, parts: tuple[str, ...]) -> None:
     for name in parts:
         if (Path(staging) / name).exists():
             os.replace(Path(staging) / name, out_dir / name)
+
+
+def csv_text(rows, columns) -> str:
+    """CSV text with a header of `columns` (extra keys in a row are ignored), ready for write_atomic."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()

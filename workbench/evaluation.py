@@ -17,9 +17,7 @@ so WBC detection P/R are not defined there (null).
 from __future__ import annotations
 
 import copy
-import csv
 import importlib.util
-import io
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +26,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import yaml
 
+from detection.fileio import csv_text
 from workbench.errors import DatasetError, WorkbenchError
 from workbench.eval_runs import base_metrics, new_run_dir, save_run
 from workbench.results import SmearResult, write_atomic
@@ -455,24 +454,16 @@ PIPELINE_COLUMNS = ["image", "label_file", "true_wbc", "pred_wbc", "wbc_tp", "tr
                     "blast_fp", "blast_fn", "blast_count_error", "true_contains_blasts", "pred_contains_blasts"]
 
 
-def _csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
 def write_pipeline_outputs(run_dir: Path, metrics: PipelineMetrics) -> dict[str, dict[str, str]]:
     from detection.evaluate import new_figure, plot_confusion_matrix, save_figure
 
-    write_atomic(run_dir / "per_image.csv", _csv(metrics.per_image, PIPELINE_COLUMNS))
+    write_atomic(run_dir / "per_image.csv", csv_text(metrics.per_image, PIPELINE_COLUMNS))
     rows = []
     groups = (("wbc", metrics.wbc or {}), ("blast", metrics.blast), ("blast_best_f1", metrics.blast_best_f1),
               ("counts", metrics.counts), ("image_level", metrics.image_level))
     for group, values in groups:
         rows += [{"group": group, "metric": k, "value": v} for k, v in values.items()]
-    write_atomic(run_dir / "metrics.csv", _csv(rows, ["group", "metric", "value"]))
+    write_atomic(run_dir / "metrics.csv", csv_text(rows, ["group", "metric", "value"]))
 
     fig = new_figure(5.2, 5.0)
     ax = fig.add_subplot()

@@ -7,14 +7,12 @@ probability of the blast class.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from detection.fileio import write_atomic  # noqa: F401  (re-exported: the app's writers use it from here)
+from detection.fileio import csv_text, write_atomic  # noqa: F401  (write_atomic re-exported for the app's writers)
 
 SCHEMA_VERSION = 1
 
@@ -170,11 +168,7 @@ class BatchResult:
         return rows
 
     def to_csv(self) -> str:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=CELL_CSV_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.cell_rows())
-        return buffer.getvalue()
+        return csv_text(self.cell_rows(), CELL_CSV_COLUMNS)
 
 
 def load_results(path: Path) -> BatchResult:
