@@ -68,7 +68,8 @@ def test_no_arguments_opens_the_gui(monkeypatch):
     import workbench.gui.app as app
 
     opened = []
-    monkeypatch.setattr(app, "run_gui", lambda paths, detector=None, classifier=None: opened.append(paths) or 0)
+    monkeypatch.setattr(app, "run_gui", lambda paths, detector=None, classifier=None, exit_after_shown=False:
+                        opened.append(paths) or 0)
     assert main([]) == EXIT_OK and opened == [[]]
 
 

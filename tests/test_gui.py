@@ -399,8 +399,8 @@ def test_cli_gui_command(monkeypatch, tmp_path):
     args = build_parser().parse_args(["gui", "a.jpg", "folder", "--detector", "d.pt", "--classifier", "c"])
     assert args.paths == ["a.jpg", "folder"] and args.detector == "d.pt" and args.classifier == "c"
     calls = []
-    monkeypatch.setattr(app, "run_gui", lambda paths, detector=None, classifier=None: calls.append(
-        (paths, detector, classifier)) or 0)
+    monkeypatch.setattr(app, "run_gui", lambda paths, detector=None, classifier=None, exit_after_shown=False:
+                        calls.append((paths, detector, classifier)) or 0)
     assert main(["gui", str(tmp_path), "--detector", "d.pt"]) == 0
     assert main([]) == 0          # `workbench` alone opens the GUI
     assert calls == [([str(tmp_path)], "d.pt", None), ([], None, None)]

@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                    "name (default: the saved setting / the manifest's default)")
     p.add_argument("--classifier", metavar="W", help="classifier weights for this session: a .pt file or a "
                                                      "manifest name")
+    p.add_argument("--exit-after-shown", action="store_true",
+                   help="quit once the first image is shown, printing what was shown and with which weights "
+                        "(exit 0 shown, 1 not); a start-up check, used by the tests of scripts/run.sh")
     p.set_defaults(func=run)
 
 
@@ -41,4 +44,5 @@ def run(args: argparse.Namespace) -> int:
                              "on a headless machine, or `workbench --help`")
     app = importlib.import_module("workbench.gui.app")   # missing / bad paths are reported in the window
     return app.run_gui(list(getattr(args, "paths", None) or []), detector=getattr(args, "detector", None),
-                       classifier=getattr(args, "classifier", None))
+                       classifier=getattr(args, "classifier", None),
+                       exit_after_shown=getattr(args, "exit_after_shown", False))

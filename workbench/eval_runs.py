@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,11 +22,11 @@ from typing import Any
 from workbench import __version__
 from workbench.errors import EvalRunError, WorkbenchError
 from workbench.results import write_atomic
-from workbench.weights import REPO_ROOT
+from workbench.paths import eval_runs_dir
 
 log = logging.getLogger(__name__)
 
-EVAL_RUNS_DIR = Path(os.environ.get("SMEAR_EVAL_RUNS", REPO_ROOT / "runs" / "eval")).expanduser()
+EVAL_RUNS_DIR = eval_runs_dir()
 METRICS_NAME = "metrics.json"
 EXTERNAL_NAME = "external.txt"
 KINDS = ("detection", "classifier", "pipeline")

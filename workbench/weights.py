@@ -8,7 +8,6 @@ refused with a clear message instead of silently giving different results.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,12 @@ from typing import Any
 import yaml
 
 from workbench.errors import WeightsError
+from workbench.paths import MANIFEST_NAME, weights_dir
 from workbench.results import ModelInfo, write_atomic
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-# The repo's weights/ folder; SMEAR_WEIGHTS_DIR points elsewhere (e.g. a site-wide model store).
-WEIGHTS_DIR = Path(os.environ.get("SMEAR_WEIGHTS_DIR", REPO_ROOT / "weights"))
-MANIFEST_NAME = "manifest.yaml"
+# The checkout's weights/ folder, or the copy installed with the package; SMEAR_WEIGHTS_DIR points elsewhere (e.g. a
+# site-wide model store). See workbench.paths.
+WEIGHTS_DIR = weights_dir()
 TASKS = ("detect", "classify")
 
 

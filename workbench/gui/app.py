@@ -22,10 +22,53 @@ def make_app(argv: Sequence[str] | None = None) -> QApplication:
     return app
 
 
+def _weights_line(settings) -> tuple[str, bool]:
+    """Which weights the window will analyse with, checked as analysis checks them (manifest sha256)."""
+    from workbench.errors import WorkbenchError
+    from workbench.weights import resolve_weights
+
+    parts, ok = [], True
+    for what, spec, task in (("detector", settings.detector, "detect"), ("classifier", settings.classifier,
+                                                                         "classify")):
+        try:
+            resolved = resolve_weights(spec, task)
+            name = resolved.entry.name if resolved.entry else resolved.path.name
+            parts.append(f"{what} {name} (sha256 {resolved.sha256[:12]})")
+        except WorkbenchError as exc:
+            parts.append(f"{what}: {exc}")
+            ok = False
+    return "; ".join(parts), ok
+
+
+def _exit_when_shown(app: QApplication, window, timeout_s: float) -> None:
+    """`--exit-after-shown`: once the first image's pixels are in the view (or failed), print one line saying what
+    is shown and with which weights, then quit: 0 shown, 1 not shown (or nothing within `timeout_s`)."""
+    from PySide6.QtCore import QTimer
+
+    def report(path: str) -> None:
+        image = window.current_image
+        weights, weights_ok = _weights_line(window.settings)
+        if image is None or image.isNull():
+            print(f"not shown: {path}; {weights}", flush=True)
+            app.exit(1)
+            return
+        print(f"shown: {path} ({image.width()}x{image.height()}), {len(window.model.records)} images open; "
+              f"{weights}", flush=True)
+        app.exit(0 if weights_ok else 1)
+
+    def give_up() -> None:
+        print(f"not shown: no image was shown within {timeout_s:g} s", flush=True)
+        app.exit(1)
+
+    window.imageShown.connect(report)
+    QTimer.singleShot(int(timeout_s * 1000), give_up)
+
+
 def run_gui(paths: Sequence[str | Path] = (), detector: str | None = None, classifier: str | None = None,
-            eval_root: Path | None = None) -> int:
+            eval_root: Path | None = None, exit_after_shown: bool = False) -> int:
     """Open the main window (on `paths`, if any) and run the event loop; returns the exit code.
-    `detector` / `classifier` (a manifest name or a .pt path) override the saved settings for this session."""
+    `detector` / `classifier` (a manifest name or a .pt path) override the saved settings for this session.
+    `exit_after_shown` quits once the first image is in the view (the start-up smoke test of scripts/run.sh)."""
     app = make_app()
     from workbench.gui.main_window import MainWindow
     from workbench.gui.settings_dialog import load_settings
@@ -38,6 +81,8 @@ def run_gui(paths: Sequence[str | Path] = (), detector: str | None = None, class
         settings.classifier = classifier
     window = MainWindow(settings=settings, store=store, eval_root=eval_root)
     window.show()
+    if exit_after_shown:
+        _exit_when_shown(app, window, timeout_s=60.0)
     if paths:
         window.open_paths(paths)
     return app.exec()
