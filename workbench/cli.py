@@ -132,8 +132,17 @@ def _run_analyze(args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if batch.failed else EXIT_OK
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one `error:` line (with where to get help) and exit code 2, like every other
+    user error; sub-command parsers inherit it."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's hook
+        print(f"error: {self.prog}: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(EXIT_ERROR)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="workbench",
         description="Smear Workbench: find white blood cells in peripheral blood smears and classify them as ALL "
                     "blasts or normal cells. Research use only, not for diagnosis.",
@@ -150,7 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:   # --help / --version (0) or a usage error already printed as one line (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_ERROR
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if args.command is None:  # `workbench` alone opens the desktop workbench (`workbench --help` for the commands)

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from workbench.cli_args import fraction, positive_int
+
 EXIT_OK, EXIT_PARTIAL = 0, 1
 
 
@@ -86,11 +88,11 @@ def _add_classifier(ev: argparse._SubParsersAction) -> None:
                                                   "manifest's default classifier)")
     p.add_argument("--compare", metavar="W2", help="a second classifier run on the same crops; adds its metrics and "
                                                    "McNemar's test (exact binomial below 25 discordant crops)")
-    p.add_argument("--threshold", type=float, default=0.5, metavar="P",
+    p.add_argument("--threshold", type=fraction, default=0.5, metavar="P",
                    help="call a crop blast when p_blast >= P (default 0.5, the arg-max)")
     p.add_argument("--no-extra-normal", action="store_true",
                    help="leave out split.csv rows flagged extra_normal (BCCD normal cells added by the crop builder)")
-    p.add_argument("--batch", type=int, metavar="N", help="crops per forward pass (default 32)")
+    p.add_argument("--batch", type=positive_int, metavar="N", help="crops per forward pass (default 32)")
     _common_out(p)
     p.set_defaults(func=_run_classifier)
 
