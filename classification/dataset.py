@@ -134,6 +134,16 @@ class CropBuildReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def summary_line(self) -> str:
+        """One line for a CLI: crops per split and class, and what was skipped."""
+        parts = []
+        for split in SPLITS:
+            per_class = self.counts.get(split, {})
+            classes = ", ".join(f"{c} {sum(per_class.get(c, {}).values())}" for c in self.class_names)
+            parts.append(f"{split} {self.totals.get(split, 0)} ({classes})")
+        skipped = sum(self.skipped.values())
+        return "; ".join(parts) + (f"; {skipped} skipped" if skipped else "")
+
 
 # --------------------------------------------------------------------------------------------------------------------
 # building

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
+from workbench.cli_args import positive_int
 from workbench.errors import DatasetError, WorkbenchError
-from workbench.weights import REPO_ROOT, WeightsEntry
+from workbench.paths import datasets_dir
+from workbench.weights import WeightsEntry
 
 log = logging.getLogger(__name__)
 
 
 def default_datasets_root() -> Path:
-    return Path(os.environ.get("SMEAR_DATASETS", REPO_ROOT.parent / "shared" / "datasets"))
+    return datasets_dir()
 
 
 def _datasets_arg(p: argparse.ArgumentParser) -> None:
@@ -39,7 +40,7 @@ def _run_dataset_bccd(args) -> int:
 
     classes = ("wbc", "rbc", "platelets") if args.all_classes else ("wbc",)
     try:
-        report = build_bccd_yolo(bccd, args.out, classes=classes, link=not args.copy)
+        report = build_bccd_yolo(bccd, args.out, classes=classes, link=not args.copy, limit=args.limit)
     except (FileNotFoundError, ValueError) as exc:
         raise DatasetError(str(exc)) from exc
     totals = report.totals()
@@ -54,7 +55,7 @@ def _run_dataset_allidb(args) -> int:
     from detection.allidb import build_allidb1_tiles
 
     try:
-        report = build_allidb1_tiles(root / "all-idb", args.out, tile=args.tile, seed=args.seed)
+        report = build_allidb1_tiles(root / "all-idb", args.out, tile=args.tile, seed=args.seed, limit=args.limit)
     except (FileNotFoundError, ValueError) as exc:
         raise DatasetError(str(exc)) from exc
     print(f"ALL-IDB1 points -> WBC boxes on {args.tile} px tiles: {report.summary_line()} -> {args.out / 'data.yaml'}")
@@ -66,7 +67,7 @@ def _run_dataset_detection(args) -> int:
     from detection.allidb import build_detection_dataset
 
     try:
-        data_yaml = build_detection_dataset(root, args.out, seed=args.seed)
+        data_yaml = build_detection_dataset(root, args.out, seed=args.seed, limit=args.limit)
     except (FileNotFoundError, ValueError) as exc:
         raise DatasetError(str(exc)) from exc
     print(f"detection dataset (BCCD + ALL-IDB1 tiles) -> {data_yaml}")
@@ -80,11 +81,16 @@ def _run_dataset_crops(args) -> int:
     try:
         report = build_crop_dataset(root, args.out, crop_size=args.size, margin=args.margin,
                                     include_allidb1=not args.no_allidb1, include_bccd=not args.no_bccd,
-                                    seed=args.seed)
+                                    seed=args.seed, limit=args.limit)
     except (FileNotFoundError, ValueError) as exc:
         raise DatasetError(str(exc)) from exc
     print(f"classifier crops: {report.summary_line()} -> {args.out}")
     return 0
+
+
+def _limit_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--limit", type=positive_int, metavar="N",
+                   help="build a small slice: at most N source images per split (smoke tests, quick looks)")
 
 
 def _add_dataset(sub) -> None:
@@ -97,29 +103,33 @@ def _add_dataset(sub) -> None:
     b.add_argument("--out", type=Path, required=True, metavar="DIR")
     b.add_argument("--all-classes", action="store_true", help="keep wbc, rbc and platelets (default: wbc only)")
     b.add_argument("--copy", action="store_true", help="copy images instead of symlinking them")
+    _limit_arg(b)
     b.set_defaults(func=_run_dataset_bccd)
 
     a = dsub.add_parser("allidb", help="ALL-IDB1 expert points -> WBC boxes on native-resolution tiles (YOLO)")
     _datasets_arg(a)
     a.add_argument("--out", type=Path, required=True, metavar="DIR")
-    a.add_argument("--tile", type=int, default=640, help="tile size in pixels (default 640)")
+    a.add_argument("--tile", type=positive_int, default=640, help="tile size in pixels (default 640)")
     a.add_argument("--seed", type=int, default=0, help="seed of the by-image train/val/test split (default 0)")
+    _limit_arg(a)
     a.set_defaults(func=_run_dataset_allidb)
 
     d = dsub.add_parser("detection", help="BCCD + ALL-IDB1 tiles combined into one YOLO data.yaml")
     _datasets_arg(d)
     d.add_argument("--out", type=Path, required=True, metavar="DIR")
     d.add_argument("--seed", type=int, default=0)
+    _limit_arg(d)
     d.set_defaults(func=_run_dataset_detection)
 
     c = dsub.add_parser("crops", help="blast/normal crops for the classifier, split by source image")
     _datasets_arg(c)
     c.add_argument("--out", type=Path, required=True, metavar="DIR")
-    c.add_argument("--size", type=int, default=300, help="crop side in pixels (default 300)")
+    c.add_argument("--size", type=positive_int, default=300, help="crop side in pixels (default 300)")
     c.add_argument("--margin", type=float, default=0.15, help="padding around each box (fraction of its side)")
     c.add_argument("--no-allidb1", action="store_true", help="leave out crops cut at ALL-IDB1 points")
     c.add_argument("--no-bccd", action="store_true", help="leave out BCCD WBC crops (extra normals)")
     c.add_argument("--seed", type=int, default=0)
+    _limit_arg(c)
     c.set_defaults(func=_run_dataset_crops)
 
 
@@ -250,9 +260,9 @@ def _add_train(sub) -> None:
     d.add_argument("--data", required=True, metavar="DATA.yaml", help="ultralytics data yaml (see `workbench dataset`)")
     d.add_argument("--model", default="yolov8n.yaml", help="architecture yaml, built from scratch (default yolov8n.yaml)")
     d.add_argument("--pretrained", metavar="PATH", help="local .pt to start from (e.g. COCO yolov8n.pt if you have it)")
-    d.add_argument("--imgsz", type=int, default=640)
-    d.add_argument("--epochs", type=int, default=100)
-    d.add_argument("--batch", type=int, default=16)
+    d.add_argument("--imgsz", type=positive_int, default=640)
+    d.add_argument("--epochs", type=positive_int, default=100)
+    d.add_argument("--batch", type=positive_int, default=16)
     d.add_argument("--device", default="cpu", help="cpu, 0, or 0,1,2,3 for multi-GPU (ultralytics DDP)")
     d.add_argument("--patience", type=int, default=30, help="early stopping patience in epochs")
     d.add_argument("--workers", type=int, default=2, help="data loader workers")
