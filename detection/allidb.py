@@ -1,4 +1,4 @@
-"""ALL-IDB1 expert points -> white-blood-cell boxes -> an ultralytics YOLO detection dataset of native 640 px tiles.
+"""ALL-IDB1 expert points -> white-blood-cell boxes, the by-image split, and painting a region with background.
 
 ALL-IDB1 (University of Milan, research use only: never commit or redistribute it, outputs go under the git-ignored
 datasets/build/) marks cells by *points*, not boxes:
@@ -18,51 +18,34 @@ margin. The sizes come from the image's camera (`camera_scale`): a blob smaller 
 platelet (no box); one larger than the largest is a failure, as is one without a nucleus (smudge cell, giant
 platelet). Two points whose boxes overlap (IoU >= 0.5) mark one cell: the better kind (blast > normal > other) wins.
 
-Layout written by `build_allidb1_tiles` under `out_dir`:
-
-    images/{split}/ImNNN_L_x{X0}_y{Y0}.png  640x640 native-resolution crops (lossless, no resizing)
-    labels/{split}/ImNNN_L_x{X0}_y{Y0}.txt  `0 cx cy w h` per white cell, normalised to [0, 1]
-    data.yaml, split.csv, tiles.csv, build_report.json, contact_sheet.png
-
-Unlabelled white cells would teach the detector that white cells are background, so every stained, white-cell-sized
-blob in a tile that is not covered by a kept box is painted over with the tile's background colour ("mask" policy,
-see `_mask_tile`), as is a box cut by the tile border that keeps less than `MIN_INSIDE` of its area.
+The unmarked white cells of each image are found by `detection.allidb_census`, which builds on this module; the
+training sets are written by `detection.multisource` (detector) and `classification.build_crops` (classifier).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import math
-import os
 import random
-import shutil
-import tempfile
-import time
-import zlib
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Literal, Sequence
 
 import cv2
 import numpy as np
-import yaml
 from PIL import Image
 
 from detection.errors import LabelFileError
 from detection.boxes import box_iou
-from detection.fileio import check_build_dir, replace_build, write_atomic
+from detection.fileio import write_atomic
 
 __all__ = [
     "KINDS",
     "MERGE_PX",
-    "MIN_INSIDE",
     "SPLITS",
-    "AllIdbBuildReport",
-    "AllIdbSplitReport",
     "CameraScale",
     "CellPoint",
     "ImageCells",
@@ -70,17 +53,15 @@ __all__ = [
     "PointResult",
     "StainMap",
     "allidb1_split",
-    "build_allidb1_tiles",
-    "build_detection_dataset",
     "camera_name",
     "camera_scale",
+    "paint_background",
     "point_to_box",
     "read_allidb1_points",
     "read_split_csv",
     "segment_image",
     "segment_point",
     "stain_map",
-    "verify_detection_dataset",
     "write_split_csv",
 ]
 
@@ -752,138 +733,10 @@ def _unmatched_blobs(stain: StainMap, boxes: Sequence[PointBox]) -> tuple[np.nda
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# tiles
+# painting over
 
 
-@dataclass
-class _Tile:
-    x0: int
-    y0: int
-    image: np.ndarray  # RGB, tile x tile
-    lines: list[str]
-    clipped: int = 0  # label boxes cut by the tile border but kept (>= MIN_INSIDE inside)
-    masked_cut_boxes: int = 0  # boxes cut by the border with < MIN_INSIDE inside, painted over
-    masked_blobs: set[int] = field(default_factory=set)  # indices into ImageCells.unmatched_boxes painted here
-    masked_px: int = 0  # pixels that differ from the source image
-
-
-def _plan_tiles(cells: ImageCells, tile: int) -> list[tuple[int, int]]:
-    """Top-left corners of tiles that together hold every kept box whole.
-
-    Greedy: take the first box (in reading order) not yet wholly inside a tile and, among the tile positions that
-    hold it, choose the one that holds the most other uncovered boxes, cuts the fewest boxes (a cut box is either
-    clipped or painted over) and overlaps the fewest unmatched blobs (which get painted over).
-    """
-    if not cells.boxes:
-        return []
-    boxes = np.array([b.xyxy for b in cells.boxes], dtype=np.float64)
-    blobs = np.array(cells.unmatched_boxes, dtype=np.float64).reshape(-1, 4)
-    order = np.lexsort((boxes[:, 0], boxes[:, 1]))
-    covered = np.zeros(len(boxes), bool)
-    step = 16
-    corners: list[tuple[int, int]] = []
-    for i in order:
-        if covered[i]:
-            continue
-        b = boxes[i]
-        xs = _starts_holding(b[0], b[2], tile, cells.width, step)
-        ys = _starts_holding(b[1], b[3], tile, cells.height, step)
-        cx, cy = (a.ravel().astype(np.float64) for a in np.meshgrid(xs, ys))
-        x1, y1 = cx + tile, cy + tile
-        inside = (
-            (boxes[None, :, 0] >= cx[:, None]) & (boxes[None, :, 1] >= cy[:, None])
-            & (boxes[None, :, 2] <= x1[:, None]) & (boxes[None, :, 3] <= y1[:, None])
-        )
-        touches = (
-            (boxes[None, :, 2] > cx[:, None]) & (boxes[None, :, 0] < x1[:, None])
-            & (boxes[None, :, 3] > cy[:, None]) & (boxes[None, :, 1] < y1[:, None])
-        )
-        blob_touch = (
-            (blobs[None, :, 2] > cx[:, None]) & (blobs[None, :, 0] < x1[:, None])
-            & (blobs[None, :, 3] > cy[:, None]) & (blobs[None, :, 1] < y1[:, None])
-        )
-        # Ties (common: many positions hold the same boxes) go to the position that centres the box, so cells are
-        # seen with context on all sides rather than pushed into a corner.
-        off_centre = np.hypot(cx + tile / 2 - (b[0] + b[2]) / 2, cy + tile / 2 - (b[1] + b[3]) / 2) / tile
-        score = (
-            2.0 * (inside & ~covered[None, :]).sum(1)
-            + 0.2 * (inside & covered[None, :]).sum(1)
-            - 1.0 * (touches & ~inside).sum(1)
-            - 0.5 * blob_touch.sum(1)
-            - 0.1 * off_centre
-        )
-        best = int(np.argmax(score))  # first maximum: deterministic
-        corners.append((int(cx[best]), int(cy[best])))
-        covered |= inside[best]
-    return corners
-
-
-def _starts_holding(lo: float, hi: float, tile: int, length: int, step: int) -> np.ndarray:
-    """Tile starts s in [0, length - tile] with [lo, hi] inside [s, s + tile]."""
-    first = max(0, int(math.ceil(hi)) - tile)
-    last = min(length - tile, int(math.floor(lo)))
-    if last < first:  # the box is wider than a tile (never for white cells at tile >= 300)
-        return np.array([max(0, min(length - tile, int(lo)))])
-    return np.unique(np.r_[np.arange(first, last + 1, step), last])
-
-
-def _render_tile(rgb: np.ndarray, cells: ImageCells, x0: int, y0: int, tile: int, seed: int) -> _Tile:
-    """Cut the tile, write its label lines and paint over what must not be seen unlabelled (see _mask_tile)."""
-    crop = np.ascontiguousarray(rgb[y0:y0 + tile, x0:x0 + tile])
-    out = _Tile(x0, y0, crop.copy(), [])
-    paint = np.zeros((tile, tile), np.uint8)
-    keep = np.zeros((tile, tile), bool)
-    for box in cells.boxes:
-        cx1, cy1 = max(box.x1, x0), max(box.y1, y0)
-        cx2, cy2 = min(box.x2, x0 + tile), min(box.y2, y0 + tile)
-        if cx2 <= cx1 or cy2 <= cy1:
-            continue
-        inside = (cx2 - cx1) * (cy2 - cy1) / ((box.x2 - box.x1) * (box.y2 - box.y1))
-        if inside >= MIN_INSIDE:
-            out.clipped += inside < 1.0
-            _mark_cell(keep, box, x0, y0, cells)
-            bx1, by1, bx2, by2 = cx1 - x0, cy1 - y0, cx2 - x0, cy2 - y0
-            out.lines.append(
-                f"0 {(bx1 + bx2) / 2 / tile:.6f} {(by1 + by2) / 2 / tile:.6f} "
-                f"{(bx2 - bx1) / tile:.6f} {(by2 - by1) / tile:.6f}\n"
-            )
-        else:
-            # Mostly outside: too little of the cell to label, too much to leave as unlabelled white-cell texture.
-            out.masked_cut_boxes += 1
-            _mark_cell(paint, box, x0, y0, cells)
-    unmatched = cells.unmatched[y0:y0 + tile, x0:x0 + tile]
-    if unmatched.any():
-        paint |= unmatched
-        for j, (ux1, uy1, ux2, uy2) in enumerate(cells.unmatched_boxes):
-            if ux2 > x0 and ux1 < x0 + tile and uy2 > y0 and uy1 < y0 + tile:
-                if unmatched[max(0, uy1 - y0):uy2 - y0, max(0, ux1 - x0):ux2 - x0].any():
-                    out.masked_blobs.add(j)
-    if paint.any():
-        _mask_tile(out.image, paint.astype(bool), keep, seed)
-        out.masked_px = int(np.count_nonzero((out.image != crop).any(axis=2)))
-    return out
-
-
-def _mark_cell(target: np.ndarray, box: PointBox, x0: int, y0: int, cells: ImageCells) -> None:
-    """Set the pixels of `box`'s cell in the tile-sized `target` whose top-left is image (x0, y0): its segmentation
-    mask, dilated a little so the soft edge below the threshold goes with it (the whole box if it has no mask).
-    Painting marks the cells to paint over; keeping marks the labelled cells, whose outline then stays natural even
-    where a painted neighbour reaches into their box."""
-    tile = target.shape[0]
-    if box.mask is None:
-        region = np.ones((int(math.ceil(box.y2)) - int(box.y1), int(math.ceil(box.x2)) - int(box.x1)), np.uint8)
-        ox, oy = int(box.x1), int(box.y1)
-    else:
-        k = _odd(0.15 * camera_scale(cells.width, cells.height).wbc_min)
-        region = cv2.dilate(box.mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-        ox, oy = box.mask_origin
-    tx1, ty1 = max(ox, x0), max(oy, y0)
-    tx2, ty2 = min(ox + region.shape[1], x0 + tile), min(oy + region.shape[0], y0 + tile)
-    if tx2 > tx1 and ty2 > ty1:
-        target[ty1 - y0:ty2 - y0, tx1 - x0:tx2 - x0] |= region[ty1 - oy:ty2 - oy, tx1 - ox:tx2 - ox].astype(target.dtype)
-
-
-def _mask_tile(image: np.ndarray, paint: np.ndarray, keep: np.ndarray, seed: int) -> None:
+def paint_background(image: np.ndarray, paint: np.ndarray, keep: np.ndarray, seed: int) -> None:
     """Paint `paint` pixels (in place) with the local background: the median colour of the brighter half of a band
     around the painted region (the glass between the red cells there, so illumination gradients match), plus noise
     of the band's spread, blended in over a few px so no hard edge shows. Pixels of labelled cells (`keep`) are
@@ -909,403 +762,3 @@ def _mask_tile(image: np.ndarray, paint: np.ndarray, keep: np.ndarray, seed: int
     blended = image.astype(np.float32) * (1.0 - alpha[..., None]) + fill * alpha[..., None]
     changed = alpha > 0
     image[changed] = np.clip(np.rint(blended[changed]), 0, 255).astype(np.uint8)
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# contact sheet
-
-_SHEET_CELL = 160
-_KIND_COLOUR = {"blast": (230, 30, 30), "normal": (30, 90, 230), "other": (20, 170, 40)}  # RGB
-
-
-def _sheet_crop(rgb: np.ndarray, box: PointBox, name: str, camera: str) -> np.ndarray:
-    """A square crop 1.6 x the box's larger side around the box, resized to _SHEET_CELL, box and caption drawn."""
-    side = 1.6 * max(box.width, box.height)
-    cx, cy = (box.x1 + box.x2) / 2, (box.y1 + box.y2) / 2
-    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
-    s = int(round(side))
-    height, width = rgb.shape[:2]
-    crop = np.zeros((s, s, 3), np.uint8)
-    sx1, sy1, sx2, sy2 = max(0, x0), max(0, y0), min(width, x0 + s), min(height, y0 + s)
-    crop[sy1 - y0:sy2 - y0, sx1 - x0:sx2 - x0] = rgb[sy1:sy2, sx1:sx2]
-    f = _SHEET_CELL / s
-    cell = cv2.resize(crop, (_SHEET_CELL, _SHEET_CELL), interpolation=cv2.INTER_AREA)
-    p1 = (int(round((box.x1 - x0) * f)), int(round((box.y1 - y0) * f)))
-    p2 = (int(round((box.x2 - x0) * f)) - 1, int(round((box.y2 - y0) * f)) - 1)
-    cv2.rectangle(cell, p1, p2, _KIND_COLOUR.get(box.kind, (255, 255, 0)), 2)
-    cv2.rectangle(cell, (0, 0), (_SHEET_CELL - 1, 13), (255, 255, 255), -1)
-    caption = f"{Path(name).stem} {camera[:3]} {box.kind} {int(box.width)}x{int(box.height)}"
-    cv2.putText(cell, caption, (2, 10), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (0, 0, 0), 1, cv2.LINE_AA)
-    return cell
-
-
-def _contact_sheet(candidates: list[tuple[str, np.ndarray]], seed: int, n: int = 48, columns: int = 8) -> np.ndarray:
-    """A grid of `n` crops drawn evenly from the cameras (then filled up from whichever has more), deterministic."""
-    rng = random.Random(f"allidb1-sheet:{seed}")
-    by_camera: dict[str, list[np.ndarray]] = {}
-    for camera, crop in candidates:
-        by_camera.setdefault(camera, []).append(crop)
-    for crops in by_camera.values():
-        rng.shuffle(crops)
-    chosen: list[np.ndarray] = []
-    while len(chosen) < n and any(by_camera.values()):
-        for camera in sorted(by_camera):  # round robin over cameras
-            if by_camera[camera] and len(chosen) < n:
-                chosen.append(by_camera[camera].pop())
-    rows = max(1, math.ceil(len(chosen) / columns))
-    sheet = np.full((rows * _SHEET_CELL, columns * _SHEET_CELL, 3), 255, np.uint8)
-    for i, crop in enumerate(chosen):
-        r, c = divmod(i, columns)
-        sheet[r * _SHEET_CELL:(r + 1) * _SHEET_CELL, c * _SHEET_CELL:(c + 1) * _SHEET_CELL] = crop
-    return sheet
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# building the tile dataset
-
-
-@dataclass
-class AllIdbSplitReport:
-    """One split of the ALL-IDB1 tile dataset. Point counts are after de-duplication of the point files; per kind:
-    points = cells (boxes) + platelets + failures + duplicates."""
-
-    images: int = 0
-    images_by_group: dict[str, int] = field(default_factory=dict)  # "L1/canon" -> images
-    images_without_tiles: list[str] = field(default_factory=list)  # no kept box (e.g. only platelets marked)
-    tiles: int = 0
-    tile_boxes: int = 0  # label lines (a cell inside two overlapping tiles counts twice)
-    tile_boxes_clipped: int = 0  # of those, cut by the tile border with >= MIN_INSIDE of the box inside
-    points: dict[str, int] = field(default_factory=lambda: {k: 0 for k in KINDS})
-    cells: dict[str, int] = field(default_factory=lambda: {k: 0 for k in KINDS})  # kept boxes, once per cell
-    platelets: dict[str, int] = field(default_factory=lambda: {k: 0 for k in KINDS})  # too small for a white cell
-    failures: dict[str, int] = field(default_factory=lambda: {k: 0 for k in KINDS})  # segmentation failed
-    failure_reasons: dict[str, int] = field(default_factory=dict)
-    duplicates: dict[str, int] = field(default_factory=lambda: {k: 0 for k in KINDS})  # same cell as a kept box
-    masked_blobs: int = 0  # unmatched stained white-cell-sized blobs painted over (once per blob)
-    masked_cut_boxes: int = 0  # box-in-tile cuts with < MIN_INSIDE inside, painted over (per tile)
-    masked_px: int = 0
-    cells_outside_tiles: int = 0  # kept boxes not wholly inside any tile (0 by construction; checked)
-
-
-@dataclass
-class AllIdbBuildReport:
-    """The result of build_allidb1_tiles."""
-
-    allidb_root: str
-    out_dir: str
-    data_yaml: str
-    tile: int
-    seed: int
-    fractions: list[float]
-    limit: int | None
-    images_requested: list[str] | None
-    image_format: str = "png"
-    unlabelled_policy: str = (
-        "mask: stained white-cell-sized blobs not covered by a kept box, and boxes with < 60% inside a tile, are "
-        "painted with the tile's background colour; skipping such tiles would drop most tiles of the crowded ALL "
-        "images and most labelled blasts with them"
-    )
-    names: dict[int, str] = field(default_factory=lambda: dict(CLASS_NAMES))
-    points_read: dict[str, int] = field(default_factory=dict)  # per kind, before de-duplication
-    duplicate_points: dict[str, int] = field(default_factory=dict)  # dropped within MERGE_PX of a better point
-    box_side_px: dict[str, dict[str, float]] = field(default_factory=dict)  # camera -> percentiles of max(w, h)
-    splits: dict[str, AllIdbSplitReport] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    def totals(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key in ("images", "tiles", "tile_boxes", "tile_boxes_clipped", "masked_blobs", "masked_cut_boxes",
-                    "masked_px", "cells_outside_tiles"):
-            out[key] = sum(getattr(s, key) for s in self.splits.values())
-        for key in ("points", "cells", "platelets", "failures", "duplicates"):
-            out[key] = {k: sum(getattr(s, key)[k] for s in self.splits.values()) for k in KINDS}
-        points = sum(out["points"].values())
-        out["box_fraction"] = round(sum(out["cells"].values()) / points, 4) if points else 0.0
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["names"] = {str(k): v for k, v in self.names.items()}
-        data["totals"] = self.totals()
-        return data
-
-    def summary_line(self) -> str:
-        """One line for a CLI: images and tiles per split, cells by kind, what was dropped or painted over."""
-        t = self.totals()
-        per_split = "/".join(f"{self.splits[s].images}:{self.splits[s].tiles}" for s in SPLITS if s in self.splits)
-        cells = ", ".join(f"{k} {t['cells'][k]}" for k in KINDS)
-        return (
-            f"{t['images']} images, {t['tiles']} tiles, {t['tile_boxes']} boxes (train/val/test images:tiles "
-            f"{per_split}); cells {cells} ({t['box_fraction']:.0%} of {sum(t['points'].values())} points); "
-            f"{sum(t['platelets'].values())} platelets, {sum(t['failures'].values())} failures, "
-            f"{t['masked_blobs']} unlabelled blobs masked"
-        )
-
-
-def build_allidb1_tiles(
-    allidb_root: Path,
-    out_dir: Path,
-    tile: int = 640,
-    seed: int = 0,
-    limit: int | None = None,
-    contact_sheet: bool = True,
-    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
-    images: Sequence[str] | None = None,
-) -> AllIdbBuildReport:
-    """Build the ALL-IDB1 white-cell detection dataset (class 0 `wbc`) of native-resolution `tile` x `tile` crops in
-    `out_dir`, in the split of allidb1_split(allidb_root, seed, fractions); see the module docstring for the layout.
-
-    `limit`: only the first N images (by name) of each split. `images`: only these image names (each still in its
-    split). split.csv always lists the split of every ALL-IDB1 image. `out_dir` must be absent, empty or an earlier
-    build (it holds build_report.json), whose parts are replaced; the build is staged beside it and moved in at the
-    end, so a failed build leaves it as it was.
-    """
-    started = time.perf_counter()
-    allidb_root = Path(allidb_root).expanduser().resolve()
-    out_dir = Path(out_dir).expanduser().resolve()
-    if isinstance(tile, bool) or not isinstance(tile, int) or tile < 256:
-        raise ValueError(f"tile must be an int >= 256 (px), got {tile!r}")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit must be a positive int or None, got {limit!r}")
-    fractions = _check_fractions(fractions)
-    split = allidb1_split(allidb_root, seed, fractions)
-    points, read_stats = _read_points(allidb_root, MERGE_PX)
-    if images is not None:
-        unknown = sorted(set(images) - set(split))
-        if unknown:
-            raise ValueError(f"not ALL-IDB1 images: {unknown}")
-    chosen = {s: [n for n in split if split[n] == s and (images is None or n in images)] for s in SPLITS}
-    if limit is not None:
-        chosen = {s: names[:limit] for s, names in chosen.items()}
-    check_build_dir(out_dir, REPORT_NAME)
-
-    report = AllIdbBuildReport(
-        allidb_root=str(allidb_root), out_dir=str(out_dir), data_yaml=str(out_dir / "data.yaml"), tile=tile,
-        seed=seed, fractions=list(fractions), limit=limit, images_requested=list(images) if images else None,
-        points_read={k: read_stats[f"read_{k}"] for k in KINDS},
-        duplicate_points={k: read_stats[f"duplicate_{k}"] for k in KINDS},
-    )
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
-    try:
-        tile_rows: list[list[Any]] = []
-        sheet_candidates: list[tuple[str, np.ndarray]] = []
-        widths: dict[str, list[float]] = {}
-        for split_name in SPLITS:
-            (staging / "images" / split_name).mkdir(parents=True)
-            (staging / "labels" / split_name).mkdir(parents=True)
-            sr = report.splits[split_name] = AllIdbSplitReport()
-            for name in chosen[split_name]:
-                _build_image(allidb_root, staging, split_name, name, points[name], tile, seed, sr, tile_rows,
-                             sheet_candidates if contact_sheet else None, widths)
-            log.info(
-                "ALL-IDB1 %s: %d images, %d tiles, %d boxes, cells %s, platelets %s, failures %s, masked blobs %d",
-                split_name, sr.images, sr.tiles, sr.tile_boxes, sr.cells, sr.platelets, sr.failures, sr.masked_blobs,
-            )
-        report.box_side_px = {
-            camera: {f"p{q}": round(float(np.percentile(v, q)), 1) for q in (5, 50, 95)}
-            for camera, v in sorted(widths.items()) if v
-        }
-        data = {"path": str(out_dir), **{s: f"images/{s}" for s in SPLITS}, "names": dict(CLASS_NAMES)}
-        (staging / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-        write_split_csv(staging / "split.csv", split)
-        _write_tiles_csv(staging / "tiles.csv", tile_rows)
-        if contact_sheet:
-            sheet = _contact_sheet(sheet_candidates, seed)
-            cv2.imwrite(str(staging / "contact_sheet.png"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-        report.seconds = round(time.perf_counter() - started, 1)
-        (staging / REPORT_NAME).write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
-        replace_build(staging, out_dir, _PARTS + (REPORT_NAME,))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    log.info("ALL-IDB1 -> YOLO tiles: wrote %s in %.0f s (%s)", out_dir, report.seconds, json.dumps(report.totals()))
-    return report
-
-
-def _build_image(
-    allidb_root: Path,
-    root: Path,
-    split: str,
-    name: str,
-    points: list[CellPoint],
-    tile: int,
-    seed: int,
-    sr: AllIdbSplitReport,
-    tile_rows: list[list[Any]],
-    sheet_candidates: list[tuple[str, np.ndarray]] | None,
-    widths: dict[str, list[float]],
-) -> None:
-    path = allidb_root / "ALL_IDB1" / "im" / name
-    with Image.open(path) as im:
-        rgb = np.asarray(im.convert("RGB"))
-    height, width = rgb.shape[:2]
-    group = f"L{_image_label(name)}/{camera_name(width, height)}"
-    sr.images += 1
-    sr.images_by_group[group] = sr.images_by_group.get(group, 0) + 1
-    for p in points:
-        sr.points[p.kind] += 1
-    cells = segment_image(rgb, points, name)
-    for key, count in cells.results.items():
-        kind, status = key[0], key[1]
-        if status == "box":
-            sr.cells[kind] += count
-        elif status == "platelet":
-            sr.platelets[kind] += count
-        elif status == "duplicate":
-            sr.duplicates[kind] += count
-        elif len(key) == 2:  # ("kind", "failed"); the reasons are counted separately
-            sr.failures[kind] += count
-        else:
-            sr.failure_reasons[key[2]] = sr.failure_reasons.get(key[2], 0) + count
-    widths.setdefault(cells.camera, []).extend(cells.widths)
-    if width < tile or height < tile:
-        log.warning("%s is %dx%d, smaller than a %d px tile: skipped", name, width, height, tile)
-        sr.images_without_tiles.append(name)
-        return
-    corners = _plan_tiles(cells, tile)
-    if not corners:
-        sr.images_without_tiles.append(name)
-    for box in cells.boxes:
-        if not any(box.x1 >= x0 and box.y1 >= y0 and box.x2 <= x0 + tile and box.y2 <= y0 + tile
-                   for x0, y0 in corners):
-            sr.cells_outside_tiles += 1
-            log.warning("%s: box %s is not wholly inside any tile", name, [round(v) for v in box.xyxy])
-    stem = Path(name).stem
-    masked_blobs: set[int] = set()
-    for x0, y0 in corners:
-        tile_seed = zlib.crc32(f"{seed}:{name}:{x0}:{y0}".encode())
-        t = _render_tile(rgb, cells, x0, y0, tile, tile_seed)
-        tile_name = f"{stem}_x{x0:04d}_y{y0:04d}"
-        image_path = root / "images" / split / f"{tile_name}.png"
-        if not cv2.imwrite(str(image_path), cv2.cvtColor(t.image, cv2.COLOR_RGB2BGR)):
-            raise OSError(f"could not write {image_path}")
-        (root / "labels" / split / f"{tile_name}.txt").write_text("".join(t.lines), encoding="utf-8")
-        sr.tiles += 1
-        sr.tile_boxes += len(t.lines)
-        sr.tile_boxes_clipped += t.clipped
-        sr.masked_cut_boxes += t.masked_cut_boxes
-        sr.masked_px += t.masked_px
-        masked_blobs |= t.masked_blobs
-        tile_rows.append([f"{tile_name}.png", split, name, cells.camera, x0, y0, len(t.lines), t.masked_px])
-    sr.masked_blobs += len(masked_blobs)
-    if sheet_candidates is not None and cells.boxes:
-        rng = random.Random(f"allidb1-sheet:{seed}:{name}")
-        for box in rng.sample(cells.boxes, min(4, len(cells.boxes))):
-            sheet_candidates.append((cells.camera, _sheet_crop(rgb, box, name, cells.camera)))
-    log.debug("%s (%s): %d boxes -> %d tiles", name, split, len(cells.boxes), len(corners))
-
-
-def _write_tiles_csv(path: Path, rows: list[list[Any]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["tile", "split", "source_image", "camera", "x0", "y0", "boxes", "masked_px"])
-    writer.writerows(rows)
-    path.write_text(buffer.getvalue(), encoding="utf-8")
-
-
-_PARTS = ("images", "labels", "data.yaml", "split.csv", "tiles.csv", "contact_sheet.png")
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# BCCD + ALL-IDB1 in one ultralytics dataset
-
-
-def build_detection_dataset(
-    datasets_root: Path,
-    out_dir: Path,
-    *,
-    tile: int = 640,
-    seed: int = 0,
-    limit: int | None = None,
-    link: bool = True,
-    contact_sheet: bool = True,
-    allidb_images: Sequence[str] | None = None,
-    verify: bool = True,
-) -> Path:
-    """Build the white-cell detection dataset: BCCD (official split, `out_dir/bccd`, via build_bccd_yolo) and the
-    ALL-IDB1 tiles (`out_dir/allidb1`, via build_allidb1_tiles), each with its own data.yaml (for per-dataset
-    evaluation), plus `out_dir/data.yaml` listing both per split (`train: [bccd/images/train,
-    allidb1/images/train]`, names {0: wbc}) and `out_dir/build_report.json`. Returns the combined data.yaml.
-
-    `datasets_root` holds bccd/BCCD and all-idb. `limit` applies to each split of each part; `allidb_images` limits
-    the ALL-IDB1 part to these images (each in its split). `out_dir` may be absent, empty or an earlier build. With
-    `verify`, the combined yaml is loaded the way ultralytics training loads it (see verify_detection_dataset), which
-    refuses a split without images.
-    """
-    from detection.bccd import build_bccd_yolo  # the BCCD builder; imported here to keep this module's import light
-
-    datasets_root = Path(datasets_root).expanduser().resolve()
-    out_dir = Path(out_dir).expanduser().resolve()
-    # Refuse a folder holding anything else; accept an earlier (even half-finished) build, whose parts each builder
-    # replaces.
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise FileExistsError(f"{out_dir} exists and is not a folder")
-        ours = ("bccd", "allidb1", "data.yaml", REPORT_NAME)
-        foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in ours)
-        if foreign:
-            raise FileExistsError(f"{out_dir} holds {foreign[:5]}, which no detection dataset build wrote: refusing")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    bccd = build_bccd_yolo(datasets_root / "bccd" / "BCCD", out_dir / "bccd", classes=("wbc",), limit=limit, link=link)
-    allidb = build_allidb1_tiles(
-        datasets_root / "all-idb", out_dir / "allidb1", tile=tile, seed=seed, limit=limit,
-        contact_sheet=contact_sheet, images=allidb_images,
-    )
-    data = {
-        "path": str(out_dir),
-        **{s: [f"bccd/images/{s}", f"allidb1/images/{s}"] for s in SPLITS},
-        "names": dict(CLASS_NAMES),
-    }
-    data_yaml = out_dir / "data.yaml"
-    write_atomic(data_yaml, yaml.safe_dump(data, sort_keys=False))
-    summary: dict[str, Any] = {
-        "data_yaml": str(data_yaml),
-        "parts": {"bccd": bccd.data_yaml, "allidb1": allidb.data_yaml},
-        "bccd": bccd.totals(),
-        "allidb1": allidb.totals(),
-    }
-    if verify:
-        summary["verified"] = verify_detection_dataset(data_yaml)
-    write_atomic(out_dir / REPORT_NAME, json.dumps(summary, indent=2, default=str) + "\n")
-    log.info("detection dataset: wrote %s", data_yaml)
-    return data_yaml
-
-
-def verify_detection_dataset(data_yaml: Path) -> dict[str, Any]:
-    """Load `data_yaml` as ultralytics training does (check_det_dataset, then a YOLODataset per split; train/val/test
-    may be lists of folders) and return {"names", "splits": {split: {"images", "boxes", "missing_labels"}}}.
-    Raises ValueError if ultralytics drops an image or label as corrupt, or an image has no label file, or a box
-    lies outside [0, 1] (detection.bccd.verify_yolo_dataset checks single-folder splits only)."""
-    from detection.ultralytics_env import import_ultralytics
-
-    import_ultralytics()  # offline, analytics sync off
-    from ultralytics.data.dataset import YOLODataset
-    from ultralytics.data.utils import IMG_FORMATS, check_det_dataset, img2label_paths
-
-    data = check_det_dataset(str(data_yaml), autodownload=False)
-    result: dict[str, Any] = {"names": dict(data["names"]), "splits": {}}
-    for split in SPLITS:
-        folders = data.get(split)
-        if not folders:
-            continue
-        folders = [folders] if isinstance(folders, str) else list(folders)
-        listed = sum(
-            1 for folder in folders for p in Path(folder).iterdir() if p.suffix.lstrip(".").lower() in IMG_FORMATS
-        )
-        dataset = YOLODataset(img_path=folders, data=data, task="detect", augment=False, cache=False)
-        missing = sum(1 for f in img2label_paths(dataset.im_files) if not os.path.isfile(f))
-        corrupt = listed - len(dataset.im_files)
-        outside = sum(
-            int(((label["bboxes"] < 0) | (label["bboxes"] > 1)).any()) for label in dataset.labels if len(label["cls"])
-        )
-        result["splits"][split] = {
-            "images": len(dataset.im_files),
-            "boxes": int(sum(len(label["cls"]) for label in dataset.labels)),
-            "missing_labels": missing,
-        }
-        if missing or corrupt or outside:
-            raise ValueError(
-                f"{data_yaml}: in {split}, ultralytics found {missing} image(s) without a label file, {corrupt} "
-                f"corrupt image/label pair(s) and {outside} label file(s) with boxes outside [0, 1]"
-            )
-    return result

@@ -97,3 +97,15 @@ def isolated_eval_runs(monkeypatch, tmp_path_factory):
     monkeypatch.setattr(workbench.eval_runs, "EVAL_RUNS_DIR", root)
     monkeypatch.setenv("SMEAR_EVAL_RUNS", str(root))
     return root
+
+
+@pytest.fixture(scope="session")
+def census_slice(datasets_root):
+    """The ALL-IDB1 census of the images a `--limit 1` build uses (one per split), mined with the detector that
+    mined the shipped data (wbc-yolov8n-v1), as `workbench dataset census` takes it."""
+    from detection.allidb_census import ImageCensus
+    from workbench.cli_dataset import CENSUS_DETECTOR, make_census
+
+    need(ALLIDB1)
+    census = make_census(datasets_root, CENSUS_DETECTOR, limit=1)
+    return {k: ImageCensus.from_dict(v) for k, v in census["images"].items()}, census

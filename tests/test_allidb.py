@@ -9,7 +9,6 @@ Nothing of ALL-IDB is written anywhere but pytest's tmp folders.
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections import Counter
 from pathlib import Path
@@ -17,30 +16,23 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
 from detection.allidb import (
     KINDS,
-    AllIdbBuildReport,
-    AllIdbSplitReport,
     MERGE_PX,
     SPLITS,
     allidb1_split,
-    build_detection_dataset,
     camera_scale,
     point_to_box,
     read_allidb1_points,
     read_split_csv,
     segment_point,
     stain_map,
-    verify_detection_dataset,
     write_split_csv,
 )
 from detection.errors import LabelFileError
-
-TILE = 640
-from tests.conftest import ALLIDB1, ALLIDB2, DATASETS, need  # noqa: E402
+from tests.conftest import ALLIDB1, ALLIDB2, need
 
 
 @pytest.fixture(scope="module")
@@ -221,118 +213,3 @@ def test_split_is_deterministic_stratified_and_complete(allidb_root, split, tmp_
     path.write_text("image,split\nIm001_1.jpg,train\nIm001_1.jpg,test\n")
     with pytest.raises(LabelFileError, match="twice"):
         read_split_csv(path)
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# the tile dataset
-
-
-@pytest.fixture(scope="module")
-def chosen(split):
-    """One Olympus (ALL) and one Canon image per split: 6 images."""
-    out = []
-    for s in SPLITS:
-        names = [n for n, v in split.items() if v == s]
-        out.append(next(n for n in names if _camera(n) == "olympus"))
-        out.append(next(n for n in names if _camera(n) == "canon"))
-    return out
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory, chosen):
-    need(DATASETS / "bccd" / "BCCD")
-    out = tmp_path_factory.mktemp("det") / "det"
-    data_yaml = build_detection_dataset(DATASETS, out, limit=3, allidb_images=chosen)
-    return out, data_yaml
-
-
-def test_combined_yaml_lists_both_parts_and_loads(built):
-    out, data_yaml = built
-    data = yaml.safe_load(data_yaml.read_text())
-    assert data["names"] == {0: "wbc"}
-    for s in SPLITS:
-        assert data[s] == [f"bccd/images/{s}", f"allidb1/images/{s}"]
-    for part in ("bccd", "allidb1"):
-        assert yaml.safe_load((out / part / "data.yaml").read_text())["names"] == {0: "wbc"}
-    report = json.loads((out / "build_report.json").read_text())
-    allidb = json.loads((out / "allidb1" / "build_report.json").read_text())
-    tiles = Counter(r["split"] for r in csv.DictReader((out / "allidb1" / "tiles.csv").open()))
-    for s in SPLITS:
-        verified = report["verified"]["splits"][s]
-        assert verified["images"] == 3 + tiles[s] and verified["missing_labels"] == 0
-        assert allidb["splits"][s]["tiles"] == tiles[s] > 0
-    # the ALL-IDB part alone loads too (per-dataset evaluation)
-    alone = verify_detection_dataset(out / "allidb1" / "data.yaml")
-    assert sum(v["images"] for v in alone["splits"].values()) == sum(tiles.values())
-
-
-def test_tiles_are_native_crops_in_the_right_split(built, split, chosen):
-    out, _ = built
-    root = out / "allidb1"
-    assert read_split_csv(root / "split.csv") == split
-    rows = list(csv.DictReader((root / "tiles.csv").open()))
-    assert {r["source_image"] for r in rows} == set(chosen)
-    sources: dict[str, np.ndarray] = {}
-    seen: set[str] = set()
-    for row in rows:
-        assert row["tile"] not in seen  # no tile in two splits (or twice in one)
-        seen.add(row["tile"])
-        assert row["split"] == split[row["source_image"]]
-        path = root / "images" / row["split"] / row["tile"]
-        tile = np.asarray(Image.open(path).convert("RGB"))
-        assert tile.shape == (TILE, TILE, 3)
-        source = sources.setdefault(row["source_image"], _rgb(row["source_image"]))
-        x0, y0 = int(row["x0"]), int(row["y0"])
-        region = source[y0:y0 + TILE, x0:x0 + TILE]
-        differ = int(np.count_nonzero((tile != region).any(axis=2)))
-        assert differ == int(row["masked_px"])  # pixel-equal except where painted over
-        assert differ < 0.35 * TILE * TILE
-    for s in SPLITS:
-        on_disk = {p.name for p in (root / "images" / s).iterdir()}
-        assert on_disk == {r["tile"] for r in rows if r["split"] == s}
-
-
-def test_labels_are_valid_and_cover_the_cells(built):
-    out, _ = built
-    root = out / "allidb1"
-    report = json.loads((root / "build_report.json").read_text())
-    n_lines = 0
-    for s in SPLITS:
-        for label in (root / "labels" / s).glob("*.txt"):
-            assert (root / "images" / s / f"{label.stem}.png").is_file()
-            for line in label.read_text().splitlines():
-                cls, cx, cy, w, h = line.split()
-                assert cls == "0"
-                cx, cy, w, h = map(float, (cx, cy, w, h))
-                assert 0 < w <= 1 and 0 < h <= 1
-                assert cx - w / 2 >= -1e-6 and cx + w / 2 <= 1 + 1e-6
-                assert cy - h / 2 >= -1e-6 and cy + h / 2 <= 1 + 1e-6
-                assert 40 / TILE < max(w, h) < 300 / TILE  # a white cell at native resolution
-                n_lines += 1
-        sr = report["splits"][s]
-        for kind in KINDS:  # every point is accounted for
-            assert sr["points"][kind] == (sr["cells"][kind] + sr["platelets"][kind] + sr["failures"][kind]
-                                          + sr["duplicates"][kind])
-        assert sr["cells_outside_tiles"] == 0  # every kept cell is whole in some tile
-        assert sr["tile_boxes"] >= sum(sr["cells"].values())
-        assert sr["cells"]["blast"] >= 0.9 * sr["points"]["blast"]
-    assert n_lines == report["totals"]["tile_boxes"]
-    assert "mask" in report["unlabelled_policy"]
-    with Image.open(root / "contact_sheet.png") as sheet:
-        assert sheet.size[0] == 8 * 160 and sheet.size[1] >= 160
-
-
-def test_report_totals_and_summary_line():
-    report = AllIdbBuildReport(allidb_root="a", out_dir="o", data_yaml="o/data.yaml", tile=TILE, seed=0,
-                               fractions=[0.7, 0.15, 0.15], limit=None, images_requested=None)
-    for s in SPLITS:
-        report.splits[s] = AllIdbSplitReport(images=2, tiles=3, tile_boxes=5)
-        report.splits[s].points["blast"] = 4
-        report.splits[s].cells["blast"] = 3
-        report.splits[s].platelets["other"] = 1
-    totals = report.totals()
-    assert totals["images"] == 6 and totals["tiles"] == 9 and totals["cells"]["blast"] == 9
-    assert totals["box_fraction"] == 0.75
-    line = report.summary_line()
-    assert "6 images, 9 tiles, 15 boxes" in line and "2:3/2:3/2:3" in line
-    assert json.loads(json.dumps(report.to_dict()))["totals"]["tiles"] == 9

@@ -20,7 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 GROUPS = ("dataset", "train", "eval")
 SMOKE_TESTED = {
     ("gui",),                 # tests/test_setup_scripts.py runs scripts/run.sh, which runs `workbench gui`
-    ("analyze",), ("dataset", "bccd"), ("dataset", "allidb"), ("dataset", "detection"), ("dataset", "crops"),
+    ("analyze",), ("dataset", "bccd"), ("dataset", "census"), ("dataset", "detection"), ("dataset", "crops"),
     ("train", "detector"), ("train", "classifier"),
     ("eval", "detection"), ("eval", "classifier"), ("eval", "pipeline"), ("eval", "list"),
 }
@@ -64,23 +64,27 @@ def test_dataset_bccd(capsys, work, datasets_root):
     assert "BCCD -> YOLO: 6 images" in out and (work / "bccd" / "data.yaml").is_file()
 
 
-def test_dataset_allidb(capsys, work, datasets_root):
-    out = _ok(capsys, "dataset", "allidb", "--datasets", datasets_root, "--out", work / "allidb", "--limit", 1)
-    assert "ALL-IDB1 points -> WBC boxes" in out and (work / "allidb" / "data.yaml").is_file()
+def test_dataset_census(capsys, work, datasets_root):
+    out = _ok(capsys, "dataset", "census", "--datasets", datasets_root, "--out", work / "census", "--limit", 1)
+    assert "ALL-IDB1 census (wbc-yolov8n-v1)" in out and (work / "census" / "census.json").is_file()
+    assert (work / "census" / "census_smudge.jpg").is_file()
 
 
 def test_dataset_detection(capsys, work, datasets_root):
-    out = _ok(capsys, "dataset", "detection", "--datasets", datasets_root, "--out", work / "detection", "--limit", 1)
+    out = _ok(capsys, "dataset", "detection", "--datasets", datasets_root, "--out", work / "detection", "--limit", 1,
+              "--census", work / "census" / "census.json")
     assert "detection dataset" in out and (work / "detection" / "data.yaml").is_file()
+    assert (work / "detection" / "eval.yaml").is_file()
 
 
 def test_dataset_crops(capsys, work, datasets_root):
     out = _ok(capsys, "dataset", "crops", "--datasets", datasets_root, "--out", work / "crops", "--limit", 1,
-              "--size", 64)
+              "--size", 64, "--census", work / "census" / "census.json")
     assert out.startswith("classifier crops: train ") and (work / "crops" / "split.csv").is_file()
 
 
 def test_train_detector(capsys, work, monkeypatch):
+    # the BCCD yolo build (1-class): the multi-source build is trained the same way (tests/test_multisource.py)
     monkeypatch.setattr("workbench.weights.WEIGHTS_DIR", work / "weights")
     out = _ok(capsys, "train", "detector", "--data", work / "bccd" / "data.yaml", "--epochs", 1, "--imgsz", 64,
               "--batch", 2, "--workers", 0, "--no-plots", "--out", work / "runs", "--name", "det")
@@ -95,9 +99,11 @@ def test_train_classifier(capsys, work):
 
 
 def test_eval_detection(capsys, work):
-    out = _ok(capsys, "eval", "detection", "--data", work / "bccd" / "data.yaml", "--split", "val",
+    out = _ok(capsys, "eval", "detection", "--data", work / "detection" / "eval.yaml", "--split", "test",
               "--out", work / "eval-det")
     assert "AP50" in out and (work / "eval-det" / "metrics.json").is_file()
+    metrics = json.loads((work / "eval-det" / "metrics.json").read_text())
+    assert set(metrics["per_source"]) == {"bccd", "txl_raabin", "txl_bcd", "allidb1"}
 
 
 def test_eval_classifier(capsys, work):

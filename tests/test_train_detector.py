@@ -42,7 +42,7 @@ def test_missing_data_yaml_is_one_line(tmp_path, capsys):
     assert err.startswith("error: data yaml not found") and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("kind", ["bccd", "allidb", "detection", "crops"])
+@pytest.mark.parametrize("kind", ["bccd", "census", "detection", "crops"])
 def test_dataset_commands_refuse_a_missing_datasets_folder(tmp_path, capsys, kind):
     assert main(["dataset", kind, "--datasets", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
     assert "datasets folder not found" in capsys.readouterr().err

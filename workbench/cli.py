@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from workbench import __version__
+from workbench.cli_dataset import register as register_dataset
 from workbench.cli_eval import register as register_eval
 from workbench.cli_gui import register as register_gui
 from workbench.cli_train import register as register_train
@@ -152,8 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_analyze(sub)
     register_gui(sub)
-    register_eval(sub)
+    register_dataset(sub)
     register_train(sub)
+    register_eval(sub)
     return parser
 
 

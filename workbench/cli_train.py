@@ -1,4 +1,4 @@
-"""`workbench dataset ...` (dataset builders) and `workbench train ...` (training) sub-commands."""
+"""`workbench train ...`: training the detector and the classifier (dataset builders: workbench.cli_dataset)."""
 
 from __future__ import annotations
 
@@ -29,108 +29,6 @@ def _root(args) -> Path:
     if not root.is_dir():
         raise DatasetError(f"datasets folder not found: {root} (pass --datasets or set SMEAR_DATASETS)")
     return root
-
-
-# ---------------------------------------------------------------------------------------------------- dataset
-
-
-def _run_dataset_bccd(args) -> int:
-    bccd = _root(args) / "bccd" / "BCCD"
-    from detection.bccd import build_bccd_yolo
-
-    classes = ("wbc", "rbc", "platelets") if args.all_classes else ("wbc",)
-    try:
-        report = build_bccd_yolo(bccd, args.out, classes=classes, link=not args.copy, limit=args.limit)
-    except (FileNotFoundError, ValueError) as exc:
-        raise DatasetError(str(exc)) from exc
-    totals = report.totals()
-    print(f"BCCD -> YOLO: {totals['images']} images, boxes {totals['boxes']}, duplicates dropped "
-          f"{totals['dropped_duplicates']}, degenerate dropped {totals['dropped_degenerate']}, clipped "
-          f"{totals['clipped']} -> {args.out / 'data.yaml'}")
-    return 0
-
-
-def _run_dataset_allidb(args) -> int:
-    root = _root(args)
-    from detection.allidb import build_allidb1_tiles
-
-    try:
-        report = build_allidb1_tiles(root / "all-idb", args.out, tile=args.tile, seed=args.seed, limit=args.limit)
-    except (FileNotFoundError, ValueError) as exc:
-        raise DatasetError(str(exc)) from exc
-    print(f"ALL-IDB1 points -> WBC boxes on {args.tile} px tiles: {report.summary_line()} -> {args.out / 'data.yaml'}")
-    return 0
-
-
-def _run_dataset_detection(args) -> int:
-    root = _root(args)
-    from detection.allidb import build_detection_dataset
-
-    try:
-        data_yaml = build_detection_dataset(root, args.out, seed=args.seed, limit=args.limit)
-    except (FileNotFoundError, ValueError) as exc:
-        raise DatasetError(str(exc)) from exc
-    print(f"detection dataset (BCCD + ALL-IDB1 tiles) -> {data_yaml}")
-    return 0
-
-
-def _run_dataset_crops(args) -> int:
-    root = _root(args)
-    from classification.dataset import build_crop_dataset
-
-    try:
-        report = build_crop_dataset(root, args.out, crop_size=args.size, margin=args.margin,
-                                    include_allidb1=not args.no_allidb1, include_bccd=not args.no_bccd,
-                                    seed=args.seed, limit=args.limit)
-    except (FileNotFoundError, ValueError) as exc:
-        raise DatasetError(str(exc)) from exc
-    print(f"classifier crops: {report.summary_line()} -> {args.out}")
-    return 0
-
-
-def _limit_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--limit", type=positive_int, metavar="N",
-                   help="build a small slice: at most N source images per split (smoke tests, quick looks)")
-
-
-def _add_dataset(sub) -> None:
-    p = sub.add_parser("dataset", help="build training datasets from the real data",
-                       description="Build training datasets. Outputs go to --out (use datasets/build/..., git-ignored).")
-    dsub = p.add_subparsers(dest="dataset_command", metavar="KIND", required=True)
-
-    b = dsub.add_parser("bccd", help="BCCD Pascal VOC -> YOLO detection dataset (official train/val/test split)")
-    _datasets_arg(b)
-    b.add_argument("--out", type=Path, required=True, metavar="DIR")
-    b.add_argument("--all-classes", action="store_true", help="keep wbc, rbc and platelets (default: wbc only)")
-    b.add_argument("--copy", action="store_true", help="copy images instead of symlinking them")
-    _limit_arg(b)
-    b.set_defaults(func=_run_dataset_bccd)
-
-    a = dsub.add_parser("allidb", help="ALL-IDB1 expert points -> WBC boxes on native-resolution tiles (YOLO)")
-    _datasets_arg(a)
-    a.add_argument("--out", type=Path, required=True, metavar="DIR")
-    a.add_argument("--tile", type=positive_int, default=640, help="tile size in pixels (default 640)")
-    a.add_argument("--seed", type=int, default=0, help="seed of the by-image train/val/test split (default 0)")
-    _limit_arg(a)
-    a.set_defaults(func=_run_dataset_allidb)
-
-    d = dsub.add_parser("detection", help="BCCD + ALL-IDB1 tiles combined into one YOLO data.yaml")
-    _datasets_arg(d)
-    d.add_argument("--out", type=Path, required=True, metavar="DIR")
-    d.add_argument("--seed", type=int, default=0)
-    _limit_arg(d)
-    d.set_defaults(func=_run_dataset_detection)
-
-    c = dsub.add_parser("crops", help="blast/normal crops for the classifier, split by source image")
-    _datasets_arg(c)
-    c.add_argument("--out", type=Path, required=True, metavar="DIR")
-    c.add_argument("--size", type=positive_int, default=300, help="crop side in pixels (default 300)")
-    c.add_argument("--margin", type=float, default=0.15, help="padding around each box (fraction of its side)")
-    c.add_argument("--no-allidb1", action="store_true", help="leave out crops cut at ALL-IDB1 points")
-    c.add_argument("--no-bccd", action="store_true", help="leave out BCCD WBC crops (extra normals)")
-    c.add_argument("--seed", type=int, default=0)
-    _limit_arg(c)
-    c.set_defaults(func=_run_dataset_crops)
 
 
 # ---------------------------------------------------------------------------------------------------- train
@@ -291,5 +189,4 @@ def _add_train(sub) -> None:
 
 
 def register(sub) -> None:
-    _add_dataset(sub)
     _add_train(sub)

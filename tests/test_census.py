@@ -1,0 +1,95 @@
+"""The ALL-IDB1 census: every white cell of a smear, marked or not, on real images with known points.
+
+The rule under test (detection.allidb_census): marked cells keep their kind; an unmarked candidate (detector box or
+stained blob) becomes a white cell when the segmentation confirms it (a compact nucleus, agreeing boxes) or when it
+is a smudge cell (white-cell-sized, no dense chromatin); thin slivers away from the border are not cells; in an ALL
+image an unmarked cell is non-blast except at the image border, where its blast point may lie outside.
+"""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from detection.allidb import read_allidb1_points
+from detection.allidb_census import (CENSUS_FORMAT, BORDER_PX, CensusCell, ImageCensus, census_image,
+                                     non_blast_label, read_census)
+from tests.conftest import ALLIDB1, need
+
+# Im006_1 (Olympus, ALL): 15 expert blast points. Measured with wbc-yolov8n-v1 boxes (conf >= 0.25) and the rules
+# of this commit; the contact sheets of `workbench dataset census` were looked at when the rules were set.
+KNOWN = {"Im006_1.jpg": {"blast": 15, "other": 6, "unmarked": 4}}
+
+
+@pytest.fixture(scope="module")
+def im006(datasets_root):
+    from detection.predictor import WbcDetector
+    from detection.tiling import TilingConfig
+    from workbench.weights import resolve_weights
+
+    need(ALLIDB1)
+    name = "Im006_1.jpg"
+    rgb = np.ascontiguousarray(cv2.imread(str(ALLIDB1 / "im" / name))[:, :, ::-1])
+    detector = WbcDetector(resolve_weights("wbc-yolov8n-v1", "detect").path, conf=0.05, tiling=TilingConfig())
+    detections = [[*b.xyxy, b.conf] for b in detector.detect(rgb).boxes]
+    points = read_allidb1_points(datasets_root / "all-idb")[name]
+    return census_image(rgb, points, detections, name), points
+
+
+def _inside(box, x, y) -> bool:
+    return box[0] <= x <= box[2] and box[1] <= y <= box[3]
+
+
+def test_known_image_counts(im006):
+    census, _ = im006
+    counts = {k: sum(c.kind == k for c in census.cells) for k in ("blast", "normal", "other", "unmarked")}
+    expected = KNOWN[census.name]
+    assert {k: v for k, v in counts.items() if v} == expected
+
+
+def test_every_blast_point_has_its_box_and_no_unmarked_cell_holds_one(im006):
+    census, points = im006
+    blasts = [p for p in points if p.kind == "blast"]
+    blast_boxes = [c.xyxy for c in census.cells if c.kind == "blast"]
+    for p in blasts:
+        assert sum(_inside(b, p.x, p.y) for b in blast_boxes) >= 1, (p.x, p.y)
+    for cell in census.cells:
+        if cell.kind == "unmarked":
+            assert not any(_inside(cell.xyxy, p.x, p.y) for p in blasts), cell
+
+
+def test_border_flag_and_labels(im006):
+    census, _ = im006
+    for cell in census.cells:
+        x1, y1, x2, y2 = cell.xyxy
+        near = min(x1, y1, census.width - x2, census.height - y2) < BORDER_PX
+        assert cell.at_border == near
+        label = non_blast_label(cell, census.diagnosis)
+        if cell.kind == "blast":
+            assert label == "blast"
+        elif cell.kind == "unmarked" and cell.at_border:
+            assert label is None   # its blast point may lie outside the image
+        else:
+            assert label == "normal"
+    # a healthy image has no blasts: even an unmarked cell at its border is non-blast
+    border = CensusCell((0.0, 0.0, 50.0, 50.0), "unmarked", "segmentation", 0.9, at_border=True)
+    assert non_blast_label(border, "healthy") == "normal" and non_blast_label(border, "ALL") is None
+
+
+def test_census_file_round_trip(census_slice, tmp_path):
+    images, census = census_slice
+    assert census["format"] == CENSUS_FORMAT and census["detector"]["name"] == "wbc-yolov8n-v1"
+    assert len(images) == 3   # one image per split
+    path = tmp_path / "census.json"
+    path.write_text(json.dumps(census))
+    again, header = read_census(path)
+    assert again.keys() == images.keys() and header["summary"] == census["summary"]
+    first = next(iter(images))
+    assert [c.xyxy for c in again[first].cells] == [c.xyxy for c in images[first].cells]
+    assert ImageCensus.from_dict(images[first].to_dict()) == images[first]
+    with pytest.raises(ValueError, match="not an ALL-IDB1 census"):
+        path.write_text("{}")
+        read_census(path)

@@ -1,0 +1,144 @@
+"""The 3-class, one-pixel-size detector set (detection.multisource) and its trainer's partial labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from detection.multisource import CLASSES, RBC_PX, build_multisource_detection
+from detection.voc import parse_voc
+from tests.conftest import need
+
+TXL = "txl-pbc"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, datasets_root, census_slice):
+    need(datasets_root / TXL)
+    census, _ = census_slice
+    out = tmp_path_factory.mktemp("det") / "det"
+    report = build_multisource_detection(datasets_root, out, census, limit=1)
+    return out, report
+
+
+def _labels(path):
+    return [line.split() for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_class_map_and_yamls(built):
+    out, report = built
+    data = yaml.safe_load((out / "data.yaml").read_text())
+    assert data["names"] == {0: "wbc", 1: "rbc", 2: "platelet"} and list(CLASSES) == ["wbc", "rbc", "platelet"]
+    assert data["partial_labels"] == {"allidb1": [0]}   # ALL-IDB1 labels white cells only
+    assert data["pixel_size"]["rbc_px"] == RBC_PX
+    assert set(report.sources) == {"bccd", "txl_raabin", "txl_bcd", "allidb1"}
+    evals = yaml.safe_load((out / "eval.yaml").read_text())["sources"]
+    assert set(evals) == set(report.sources)
+    for source in report.sources:   # every source has its own data yaml with the one class map
+        assert yaml.safe_load((out / source / "data.yaml").read_text())["names"] == data["names"]
+
+
+def test_bccd_voc_boxes_become_three_classes_at_one_pixel_size(built, bccd_root):
+    out, _ = built
+    label = sorted((out / "bccd" / "labels" / "train").glob("*.txt"))[0]
+    voc = parse_voc(bccd_root / "Annotations" / f"{label.stem}.xml")
+    names = {"wbc": "0", "rbc": "1", "platelets": "2"}
+    expected = sorted(names[o.name.lower()] for o in voc.objects)
+    got = sorted(row[0] for row in _labels(label))
+    assert got == expected or len(got) == len(expected) - 1   # one exact duplicate may be dropped
+    import cv2
+
+    image = cv2.imread(str(out / "bccd" / "images" / "train" / f"{label.stem}.jpg"))
+    h, w = image.shape[:2]
+    rbc = [(float(r[3]) * w + float(r[4]) * h) / 2 for r in _labels(label) if r[0] == "1"
+           if 0.02 < float(r[1]) < 0.98 and 0.02 < float(r[2]) < 0.98]
+    assert abs(np.median(rbc) / RBC_PX - 1) < 0.15   # resampled: red cells ~56 px (labelled ruler)
+    assert (w, h) != (640, 480)
+
+
+def test_txl_yolo_labels_keep_their_classes(built, datasets_root):
+    out, _ = built
+    for source in ("txl_raabin", "txl_bcd"):
+        for label in (out / source / "labels").rglob("*.txt"):
+            original = next((datasets_root / TXL / "TXL_PBC" / "labels").rglob(label.name))
+            assert sorted(r[0] for r in _labels(label)) == sorted(r[0] for r in _labels(original))
+
+
+def test_allidb1_labels_every_census_cell_as_wbc(built, census_slice):
+    out, report = built
+    census, _ = census_slice
+    lines = [row for label in (out / "allidb1" / "labels").rglob("*.txt") for row in _labels(label)]
+    assert lines and {row[0] for row in lines} == {"0"}   # white cells only, never rbc / platelet
+    cells = sum(len(c.cells) for c in census.values())
+    assert len(lines) >= cells   # every cell is in some tile (a cell cut by a tile edge is in two)
+    assert report.sources["allidb1"].boxes["train"]["wbc"] > 0
+    for image in (out / "allidb1" / "images").rglob("*.jpg"):
+        import cv2
+
+        assert max(cv2.imread(str(image)).shape[:2]) <= 640
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# the trainer's partial labels
+
+
+def test_labelled_classes_by_path_prefix():
+    from detection.trainer import labelled_classes
+
+    partial = {"allidb1": [0]}
+    assert labelled_classes("/d/allidb1/images/train/a.jpg", partial, 3) == {0}
+    assert labelled_classes("/d/bccd/images/train/a.jpg", partial, 3) == {0, 1, 2}
+    assert labelled_classes("/d/not_allidb1x/images/a.jpg", partial, 3) == {0, 1, 2}
+
+
+def test_partial_loss_masks_negatives_but_keeps_positives():
+    """A mosaic holding an ALL-IDB1 tile: rbc / platelet get no negative gradient anywhere, but an anchor inside a
+    labelled rbc box (from the mosaic's BCCD part) still learns rbc; a pure BCCD sample is untouched."""
+    from ultralytics.cfg import get_cfg
+    from ultralytics.nn.tasks import DetectionModel
+
+    from detection.trainer import PartialLabelLoss
+
+    model = DetectionModel("yolov8n.yaml", nc=3, verbose=False)
+    model.args = get_cfg()
+    loss = PartialLabelLoss(model, {"allidb1": [0]})
+    model.eval()
+    with torch.no_grad():
+        preds = model(torch.zeros(2, 3, 64, 64))
+    preds = preds[1] if isinstance(preds, tuple) else preds
+    batch = {
+        "im_file": ["/d/allidb1/images/train/t.jpg", "/d/bccd/images/train/b.jpg"],
+        "label_sources": [["/d/allidb1/images/train/t.jpg", "/d/bccd/images/train/b.jpg"],
+                          ["/d/bccd/images/train/b.jpg"]],
+        "batch_idx": torch.tensor([0.0, 0.0]), "cls": torch.tensor([[0.0], [1.0]]),
+        "bboxes": torch.tensor([[0.25, 0.25, 0.2, 0.2], [0.75, 0.75, 0.4, 0.4]]),   # wbc top-left, rbc bottom-right
+    }
+    weights = loss._weights(preds, batch)
+    assert weights.shape[0] == 2 and weights.shape[2] == 3
+    assert torch.all(weights[1] == 1)           # fully labelled sample
+    assert torch.all(weights[0, :, 0] == 1)     # wbc is labelled everywhere
+    assert torch.all(weights[0, :, 2] == 0)     # platelets: no labelled box in this sample, no negatives
+    inside = weights[0, :, 1] == 1              # rbc: only inside the labelled rbc box
+    assert 0 < int(inside.sum()) < weights.shape[1]
+
+
+def test_dataset_never_enlarges_an_image(built):
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data.utils import check_det_dataset
+
+    import ultralytics.data.build as build
+    from detection.trainer import SmearYOLODataset
+
+    out, _ = built
+    data = check_det_dataset(str(out / "bccd" / "data.yaml"))
+    original = build.YOLODataset
+    build.YOLODataset = SmearYOLODataset
+    try:
+        ds = build.build_yolo_dataset(get_cfg(overrides={"imgsz": 640}), data["val"], 1, data, mode="val",
+                                      rect=True, stride=32)
+    finally:
+        build.YOLODataset = original
+    image, hw0, hw = ds.load_image(0)
+    assert hw == hw0 and max(hw) < 640   # a 56 px red-cell BCCD field stays ~350 px, it is not blown up to 640
