@@ -11,6 +11,7 @@ import numpy as np
 
 from detection.boxes import BoxDetection
 from detection.errors import DetectorLoadError
+from detection.scale import RBC_DIAMETER_UM
 from detection.tiling import TilingConfig, predict_tiled, should_tile
 from detection.ultralytics_env import import_ultralytics
 
@@ -21,11 +22,17 @@ WBC_CLASS = "wbc"
 
 @dataclass
 class DetectionOutput:
-    """The WBC boxes of one image and how they were found."""
+    """The WBC boxes of one image (in its own pixels) and how they were found. `resample`: the factor the image was
+    resized by before detection, to the detector's pixel size (1.0: analysed at its own pixels)."""
 
     boxes: list[BoxDetection] = field(default_factory=list)
     tiled: bool = False
     n_tiles: int = 1
+    resample: float = 1.0
+
+STRIDE = 32          # YOLOv8's largest stride: input sides are multiples of it
+PAD_VALUE = 114      # ultralytics' letterbox grey
+RESAMPLE_TOLERANCE = 0.03   # pixel sizes within 3 % of the detector's are analysed as they are
 
 
 def load_yolo(weights: Path | str):
@@ -68,7 +75,7 @@ class WbcDetector:
 
     def __init__(self, weights: Path | str, conf: float = 0.25, iou: float = 0.5, imgsz: int = 640,
                  device: str = "cpu", max_det: int = 300, tiling: TilingConfig | None = None,
-                 wbc_class: str = WBC_CLASS) -> None:
+                 wbc_class: str = WBC_CLASS, pixel_size_um: float | None = None) -> None:
         self.weights = Path(weights)
         self.model = load_yolo(self.weights)
         self.names: dict[int, str] = dict(self.model.names)
@@ -77,12 +84,15 @@ class WbcDetector:
         self.conf, self.iou, self.imgsz = float(conf), float(iou), int(imgsz)
         self.device, self.max_det = device, int(max_det)
         self.tiling = tiling or TilingConfig()
+        # the pixel size the detector was trained at (weights manifest); None: trained on images as they came
+        self.pixel_size_um = float(pixel_size_um) if pixel_size_um else None
 
     @property
     def class_names(self) -> list[str]:
         return [self.names[i] for i in sorted(self.names)]
 
-    def predict_arrays(self, images_bgr: Sequence[np.ndarray], imgsz: int | None = None) -> list[np.ndarray]:
+    def predict_arrays(self, images_bgr: Sequence[np.ndarray], imgsz: int | Sequence[int] | None = None
+                       ) -> list[np.ndarray]:
         """One batched forward pass over `images_bgr`; per image an (N, 5) array x1, y1, x2, y2, conf of WBCs."""
         if not images_bgr:
             return []
@@ -104,22 +114,120 @@ class WbcDetector:
             out.append(np.concatenate([xyxy, conf[:, None]], axis=1) if len(conf) else np.zeros((0, 5)))
         return out
 
-    def detect(self, image_rgb: np.ndarray) -> DetectionOutput:
-        """WBC boxes in original pixels for one RGB uint8 image."""
+    RULER_FACTORS = (1.0, 0.7, 0.5, 0.35)   # resampling factors tried by red_cell_ruler (zoomed-in fields shrink)
+
+    def red_cell_ruler(self, image_rgb: np.ndarray) -> tuple[float, int] | None:
+        """The red-cell diameter of an image in its own pixels, measured with the detector's `rbc` class: the image
+        is tried at a few sizes and the one whose red-cell boxes come closest to the training size wins. A second
+        ruler for fields where too few isolated red cells show for the pixel ruler (detection.scale), e.g. a field
+        zoomed in on one white cell. Returns (diameter px, red cells used) or None (no `rbc` class, or no size at
+        which at least 2 red cells are found)."""
+        import cv2
+
+        rbc = next((i for i, n in self.names.items() if str(n).lower() == "rbc"), None)
+        if rbc is None or self.pixel_size_um is None:
+            return None
+        trained_px = RBC_DIAMETER_UM / self.pixel_size_um
         height, width = image_rgb.shape[:2]
-        image_bgr = np.ascontiguousarray(image_rgb[:, :, ::-1])
-        if should_tile(width, height, self.imgsz, self.tiling):
-            boxes, confs, n_tiles = predict_tiled(image_bgr, self.predict_arrays, self.imgsz, self.tiling, self.iou)
+        best: tuple[float, float, int] | None = None
+        for factor in self.RULER_FACTORS:
+            size = (max(1, round(width * factor)), max(1, round(height * factor)))
+            if max(size) > self.imgsz and factor != min(self.RULER_FACTORS):
+                continue   # a large field at this size would need tiling: its pixel ruler finds enough cells
+            work = image_rgb if factor == 1.0 else cv2.resize(image_rgb, size, interpolation=cv2.INTER_AREA)
+            padded, shape = _pad_to_stride(np.ascontiguousarray(work[:, :, ::-1]))
+            boxes = self._predict_class(padded, shape, rbc)
+            inner = [((b[2] - b[0]) + (b[3] - b[1])) / 2 for b in boxes
+                     if b[0] > 1 and b[1] > 1 and b[2] < size[0] - 1 and b[3] < size[1] - 1]
+            if len(inner) < 2:
+                continue
+            median = float(np.median(inner))
+            score = abs(np.log(median / trained_px))
+            if best is None or score < best[0]:
+                best = (score, median / factor, len(inner))
+        return None if best is None else (best[1], best[2])
+
+    def _predict_class(self, image_bgr: np.ndarray, imgsz, class_id: int, conf: float = 0.25) -> np.ndarray:
+        import torch
+
+        threads = torch.get_num_threads()
+        result = self.model.predict([image_bgr], conf=conf, iou=self.iou, imgsz=imgsz, device=self.device,
+                                    max_det=self.max_det, classes=[class_id], verbose=False)[0]
+        torch.set_num_threads(threads)
+        return result.boxes.xyxy.cpu().numpy().astype(np.float64)
+
+    def resample_factor(self, um_per_px: float | None) -> float:
+        """How much to resize an image of pixel size `um_per_px` so that it matches the detector's (1.0: not)."""
+        if self.pixel_size_um is None or um_per_px is None or not um_per_px > 0:
+            return 1.0
+        factor = um_per_px / self.pixel_size_um
+        return 1.0 if abs(factor - 1.0) <= RESAMPLE_TOLERANCE else factor
+
+    def detect(self, image_rgb: np.ndarray, um_per_px: float | None = None) -> DetectionOutput:
+        """WBC boxes in original pixels for one RGB uint8 image. With `um_per_px` (the image's pixel size) and a
+        detector trained at one pixel size, the image is first resampled to that size."""
+        import cv2
+
+        height, width = image_rgb.shape[:2]
+        factor = self.resample_factor(um_per_px)
+        work = image_rgb
+        if factor != 1.0:
+            size = (max(1, round(width * factor)), max(1, round(height * factor)))
+            work = cv2.resize(image_rgb, size, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
+        out = self._detect_pixels(np.ascontiguousarray(work[:, :, ::-1]))
+        scale = np.array([factor, factor, factor, factor])
+        detections = [
+            BoxDetection(xyxy=_clip(box.xyxy / scale, width, height), conf=box.conf, class_name=WBC_CLASS)
+            for box in out.boxes
+        ]
+        return DetectionOutput(boxes=detections, tiled=out.tiled, n_tiles=out.n_tiles, resample=round(factor, 4))
+
+    def _detect_pixels(self, image_bgr: np.ndarray) -> "_RawOutput":
+        height, width = image_bgr.shape[:2]
+        scaled = self.pixel_size_um is not None
+        # A detector trained at one pixel size must see every image at that size: tile anything larger than one
+        # input and never let the letterbox enlarge a smaller image (pad it to the stride instead).
+        tiling = self.tiling
+        if scaled and tiling.mode == "auto":
+            tiling = TilingConfig(**{**tiling.__dict__, "tile_factor": 1.0})
+        if should_tile(width, height, self.imgsz, tiling):
+            boxes, confs, n_tiles = predict_tiled(image_bgr, self.predict_arrays, self.imgsz, tiling, self.iou)
             tiled = True
+        elif scaled:
+            padded, shape = _pad_to_stride(image_bgr)
+            out = self.predict_arrays([padded], imgsz=shape)[0]
+            boxes, confs, n_tiles, tiled = out[:, :4], out[:, 4], 1, False
         else:
             out = self.predict_arrays([image_bgr])[0]
             boxes, confs, n_tiles, tiled = out[:, :4], out[:, 4], 1, False
         order = np.argsort(-confs, kind="stable")
-        detections = [
-            BoxDetection(xyxy=_clip(boxes[i], width, height), conf=float(confs[i]), class_name=WBC_CLASS)
-            for i in order
-        ]
-        return DetectionOutput(boxes=detections, tiled=tiled, n_tiles=n_tiles)
+        return _RawOutput([_Raw(np.asarray(boxes[i], dtype=np.float64), float(confs[i])) for i in order], tiled,
+                          n_tiles)
+
+
+@dataclass
+class _Raw:
+    xyxy: np.ndarray
+    conf: float
+
+
+@dataclass
+class _RawOutput:
+    boxes: list[_Raw]
+    tiled: bool
+    n_tiles: int
+
+
+def _pad_to_stride(image: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """`image` padded at the bottom and right to multiples of the stride, and its new [height, width]: predicted at
+    exactly that size, the letterbox changes nothing, and box coordinates are those of the unpadded image."""
+    height, width = image.shape[:2]
+    ph, pw = -(-height // STRIDE) * STRIDE, -(-width // STRIDE) * STRIDE
+    if (ph, pw) == (height, width):
+        return image, [height, width]
+    out = np.full((ph, pw, 3), PAD_VALUE, np.uint8)
+    out[:height, :width] = image
+    return out, [ph, pw]
 
 
 def _clip(box: np.ndarray, width: int, height: int) -> tuple[float, float, float, float]:

@@ -39,7 +39,8 @@ def test_console_script_analyze_writes_three_outputs(tmp_path, bccd_image, tiny_
     assert proc.returncode == 0, proc.stderr
     data = json.loads((out / "results.json").read_text())
     image = data["images"][0]
-    assert data["schema_version"] == 1 and image["width"] == 640 and image["height"] == 480
+    assert data["schema_version"] == 2 and image["width"] == 640 and image["height"] == 480
+    assert image["scale"]["source"] in ("estimate", "weak_estimate", "detector_rbc", "none")
     assert set(image) >= {"image_path", "width", "height", "cells", "counts", "detector", "classifier", "timings_ms"}
     assert set(image["counts"]) == {"wbc", "blast", "normal", "blast_pct"}
     assert set(image["cells"][0]) == {"cell_id", "xyxy", "det_conf", "label", "label_conf", "p_blast"}

@@ -46,7 +46,7 @@ def test_bccd_image(analyzer, bccd_image, tiny_detector, tiny_classifier):
     assert result.detector.sha256 == sha256_file(tiny_detector)
     assert result.classifier.sha256 == sha256_file(tiny_classifier)
     assert result.detector.class_names == ["wbc"] and result.classifier.class_names == ["blast", "normal"]
-    assert set(result.timings_ms) == {"load", "detect", "classify", "total"}
+    assert set(result.timings_ms) == {"load", "scale", "detect", "classify", "total"}
     assert result.settings["det_conf"] == 0.0001
 
 
@@ -88,7 +88,7 @@ def test_cancel_stops_between_images(analyzer, bccd_root):
 def test_json_and_csv_round_trip(analyzer, bccd_root):
     batch = analyzer.analyze([bccd_root / "JPEGImages" / "BloodImage_00002.jpg"], sample_id="S1")
     data = json.loads(batch.to_json())
-    assert data["schema_version"] == 1 and data["n_images"] == 1 and data["n_failed"] == 0
+    assert data["schema_version"] == 2 and data["n_images"] == 1 and data["n_failed"] == 0
     again = BatchResult.from_dict(data)
     assert again.to_dict() == batch.to_dict()
     lines = batch.to_csv().strip().splitlines()

@@ -112,6 +112,18 @@ def text(optional: bool = False) -> Check:
     return check
 
 
+def optional_positive(maximum: float) -> Check:
+    def check(key: str, value: Any) -> float | None:
+        if value is None:
+            return None
+        value = float(_number(key, value))
+        if not 0.0 < value <= maximum:
+            raise ConfigError(f"'{key}={value:g}' is out of range: a pixel size in (0, {maximum:g}] micrometres, "
+                              f"or null")
+        return value
+    return check
+
+
 def weights_spec(key: str, value: Any) -> str | None:
     """null (the manifest's default), a manifest name or a path."""
     if isinstance(value, Path):
@@ -153,6 +165,9 @@ SCHEMA: dict[str, Check] = {
     "tiling.batch": integer(minimum=1),
     "tiling.edge_margin": integer(minimum=0),
     "tiling.merge_ios": fraction(low_open=True),
+    "scale.um_per_px": optional_positive(10.0),
+    "scale.estimate": boolean,
+    "scale.fallback_um_per_px": optional_positive(10.0),
     "classifier.weights": weights_spec,
     "classifier.batch": integer(minimum=1),
     "classifier.margin": number(minimum=0.0, maximum=2.0),

@@ -18,6 +18,7 @@ from workbench import __version__
 from workbench.config import load_config
 from workbench.errors import ImageLoadError, WeightsError, WorkbenchError
 from workbench.images import ImageInput, collect_inputs, load_image
+from workbench.pixel_size import PixelSizeRuler
 from workbench.results import BatchResult, CellDetection, ModelInfo, SmearResult
 from workbench.weights import Manifest, check_class_names, resolve_weights
 
@@ -37,8 +38,9 @@ def load_detector(config: dict[str, Any], manifest: Manifest):
     tiling_cfg = config["tiling"]
     try:
         tiling = TilingConfig(**tiling_cfg)
+        pixel_size = resolved.entry.pixel_size_um if resolved.entry is not None else None
         detector = WbcDetector(resolved.path, conf=det["conf"], iou=det["iou"], imgsz=det["imgsz"],
-                               device=det["device"], max_det=det["max_det"], tiling=tiling)
+                               device=det["device"], max_det=det["max_det"], tiling=tiling, pixel_size_um=pixel_size)
     except DetectorLoadError as exc:
         raise WeightsError(str(exc)) from exc
     except ValueError as exc:
@@ -71,6 +73,8 @@ class SmearAnalyzer:
 
     def __init__(self, detector, classifier, config: dict[str, Any], detector_info: ModelInfo,
                  classifier_info: ModelInfo) -> None:
+        # remembers the case's pixel size; the detector's red-cell class is its second ruler (workbench.pixel_size)
+        self.ruler = PixelSizeRuler(config["scale"], getattr(detector, "red_cell_ruler", None))
         self.detector = detector
         self.classifier = classifier
         self.config = config
@@ -88,18 +92,33 @@ class SmearAnalyzer:
     @property
     def settings(self) -> dict[str, Any]:
         det, til, cls_cfg = self.config["detector"], self.config["tiling"], self.config["classifier"]
+        scale = self.config["scale"]
         return {
             "det_conf": det["conf"], "det_iou": det["iou"], "imgsz": det["imgsz"], "tile_mode": til["mode"],
             "tile_overlap": til["overlap"], "crop_margin": cls_cfg["margin"], "max_pixels": self.config["images"]["max_pixels"],
+            "blast_threshold": self.classifier.threshold, "um_per_px": scale["um_per_px"],
+            "estimate_scale": scale["estimate"], "fallback_um_per_px": scale["fallback_um_per_px"],
+            "detector_um_per_px": self.detector.pixel_size_um, "crop_field_um": self.classifier.spec.field_um,
         }
 
-    def analyze_array(self, image_rgb: np.ndarray, image_path: str, sample_id: str | None = None) -> SmearResult:
+    def image_scale(self, image_rgb: np.ndarray, um_per_px: float | None = None) -> dict[str, Any]:
+        return self.ruler.measure(image_rgb, um_per_px)
+
+    def new_case(self) -> None:
+        """Forget the pixel sizes measured so far (they stand in for images of the same case without a ruler)."""
+        self.ruler.new_case()
+
+    def analyze_array(self, image_rgb: np.ndarray, image_path: str, sample_id: str | None = None,
+                      um_per_px: float | None = None) -> SmearResult:
         height, width = image_rgb.shape[:2]
         t0 = time.perf_counter()
-        detection = self.detector.detect(image_rgb)
+        scale = self.image_scale(image_rgb, um_per_px)
+        ts = time.perf_counter()
+        detection = self.detector.detect(image_rgb, scale["um_per_px"])
+        scale["resample"] = detection.resample
         t1 = time.perf_counter()
         boxes = [b.xyxy for b in detection.boxes]
-        labels = self.classifier.classify_boxes(image_rgb, boxes)
+        labels = self.classifier.classify_boxes(image_rgb, boxes, scale["um_per_px"])
         t2 = time.perf_counter()
         cells = [
             CellDetection(cell_id=i, xyxy=tuple(round(v, 2) for v in box.xyxy), det_conf=round(box.conf, 5),
@@ -109,8 +128,9 @@ class SmearAnalyzer:
         result = SmearResult(
             image_path=image_path, width=width, height=height, sample_id=sample_id, cells=cells,
             detector=self.detector_info, classifier=self.classifier_info, settings=self.settings,
-            timings_ms={"detect": round(1000 * (t1 - t0), 1), "classify": round(1000 * (t2 - t1), 1)},
-            tiled=detection.tiled, n_tiles=detection.n_tiles,
+            timings_ms={"scale": round(1000 * (ts - t0), 1), "detect": round(1000 * (t1 - ts), 1),
+                        "classify": round(1000 * (t2 - t1), 1)},
+            tiled=detection.tiled, n_tiles=detection.n_tiles, scale=scale,
         )
         result.recount()
         return result

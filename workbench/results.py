@@ -1,6 +1,6 @@
 """The one results schema: produced by the pipeline, read by the GUI, the CLI, exports and eval.
 
-JSON layout (schema_version 1) is documented in README.md ("Results schema"). Boxes are `xyxy` in original image
+JSON layout (schema_version 2; version 1 files, without `scale`, still load) is documented in README.md ("Results schema"). Boxes are `xyxy` in original image
 pixels (floats, top-left origin). A cell's `label` is the classifier's arg-max class; `p_blast` is the classifier's
 probability of the blast class.
 """
@@ -14,7 +14,8 @@ from typing import Any, Iterable
 
 from detection.fileio import csv_text, write_atomic  # noqa: F401  (write_atomic re-exported for the app's writers)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 CELL_CSV_COLUMNS = [
     "image", "sample_id", "cell_id", "x1", "y1", "x2", "y2", "det_conf", "label", "label_conf", "p_blast",
@@ -83,6 +84,9 @@ class SmearResult:
     tiled: bool = False
     n_tiles: int = 1
     error: str | None = None
+    # the image's pixel size and where it came from: {um_per_px, source (setting | estimate | fallback | none),
+    # rbc_diameter_px, n_cells, spread, confident, resample (factor the detector's input was resized by)}
+    scale: dict[str, Any] = field(default_factory=dict)
     reviewed_by: str | None = None     # who marked the image reviewed in the GUI, and when (ISO 8601, UTC)
     reviewed_at: str | None = None
 
@@ -143,8 +147,9 @@ class BatchResult:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "BatchResult":
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise ValueError(f"results schema_version {version!r} is not supported (expected {SCHEMA_VERSION})")
+        if version not in READABLE_VERSIONS:
+            raise ValueError(f"results schema_version {version!r} is not supported (expected one of "
+                             f"{list(READABLE_VERSIONS)})")
         return cls(
             images=[SmearResult.from_dict(r) for r in data["images"]],
             created=data.get("created", ""),

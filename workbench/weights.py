@@ -39,6 +39,7 @@ class WeightsEntry:
     metrics: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
+    pixel_size_um: float | None = None   # detector: the pixel size it was trained at (images are resampled to it)
 
 
 @dataclass
