@@ -89,6 +89,9 @@ class GtImage:
     width: int
     height: int
     boxes: list[tuple[XYXY, int]] = field(default_factory=list)  # (xyxy pixels, class index)
+    # regions whose content nobody could label (e.g. a stained blob that may be one cell or several): a prediction
+    # lying mostly inside one and matching no labelled box is neither right nor wrong, as COCO's iscrowd regions
+    ignore: list[XYXY] = field(default_factory=list)
 
 
 @dataclass
@@ -140,8 +143,8 @@ class GroundTruth:
             raise DatasetFormatError(f"{self.data}: classes {self.class_names} do not include {missing} (the "
                                      f"model's classes are {wanted})")
         remap = {self.class_names.index(c): k for k, c in enumerate(wanted)}
-        images = [GtImage(i.image_id, i.path, i.width, i.height, [(b, remap[c]) for b, c in i.boxes if c in remap])
-                  for i in self.images]
+        images = [GtImage(i.image_id, i.path, i.width, i.height, [(b, remap[c]) for b, c in i.boxes if c in remap],
+                          list(i.ignore)) for i in self.images]
         # per-class repair counts follow the selection; other notes (e.g. missing label files) stay as they are
         notes = {key: ({c: n for c, n in value.items() if c in wanted} if isinstance(value, dict) else value)
                  for key, value in self.notes.items()}
@@ -215,6 +218,46 @@ def _split_images(entry: str, root: Path, data_yaml: Path) -> list[Path]:
                 images.append(p if p.is_absolute() else (source.parent / p))
         return images
     raise DatasetFormatError(f"{data_yaml}: split source {source} is neither a folder of images nor a .txt list")
+
+
+def _ignore_path(label: Path) -> Path:
+    parts = list(label.parts)
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i] == "labels":
+            parts[i] = "ignore"
+            return Path(*parts)
+    return label.with_suffix(".ignore")
+
+
+def _ignored(pred_xyxy: list[float], gt_boxes: list[XYXY], ignore: list[XYXY], iou_match: float) -> bool:
+    """A prediction mostly (>= 50 % of its area) inside an ignore region that matches no labelled box."""
+    if not ignore:
+        return False
+    from detection.boxes import box_iou
+
+    if any(box_iou(pred_xyxy, g) >= iou_match for g in gt_boxes):
+        return False
+    x1, y1, x2, y2 = pred_xyxy
+    area = max(1e-9, (x2 - x1) * (y2 - y1))
+    for a1, b1, a2, b2 in ignore:
+        inter = max(0.0, min(x2, a2) - max(x1, a1)) * max(0.0, min(y2, b2) - max(y1, b1))
+        if inter / area >= 0.5:
+            return True
+    return False
+
+
+def drop_ignored(gt: GroundTruth, predictions: list[dict[str, Any]], iou_match: float = IOU_MATCH
+                 ) -> tuple[list[dict[str, Any]], int]:
+    """`predictions` without those in an ignore region of their image (see GtImage.ignore), and how many went."""
+    by_id = {i.image_id: i for i in gt.images}
+    kept, dropped = [], 0
+    for p in predictions:
+        image = by_id.get(int(p["image_id"]))
+        if image is not None and _ignored(_xyxy(p["bbox"]), [b for b, _ in image.boxes], image.ignore, iou_match):
+            dropped += 1
+            continue
+        kept.append(p)
+    return kept, dropped
 
 
 def _label_path(image: Path) -> Path:
@@ -301,7 +344,10 @@ def load_yolo_split(data_yaml: Path | str, split: str = "test") -> GroundTruth:
         else:
             boxes = []
             no_label_file.append(path.name)
-        images.append(GtImage(len(images) + 1, path, width, height, boxes))
+        ignore_file = _ignore_path(label)   # optional: `ignore/` beside `labels/`, same format
+        ignore = [b for b, _ in read_yolo_labels(ignore_file, len(names), width, height)] if ignore_file.is_file() \
+            else []
+        images.append(GtImage(len(images) + 1, path, width, height, boxes, ignore))
     if no_label_file:
         log.warning("%s [%s]: %d image(s) have no label file and count as images without objects (e.g. %s)",
                     data_yaml, split, len(no_label_file), no_label_file[:3])
@@ -538,6 +584,7 @@ def evaluate_detections(gt: GroundTruth, predictions: list[dict[str, Any]], conf
     predictions of a class, so none is cut). Precision / recall at the operating `conf` and at the best-F1 conf
     with greedy IoU >= `iou_match` matching. The confusion matrix (classes + background) is at `conf`."""
     n_cls = len(gt.class_names)
+    predictions, n_ignored = drop_ignored(gt, predictions, iou_match)
     by_image: dict[int, list[dict[str, Any]]] = {}
     for p in predictions:
         by_image.setdefault(int(p["image_id"]), []).append(p)
@@ -591,7 +638,8 @@ def evaluate_detections(gt: GroundTruth, predictions: list[dict[str, Any]], conf
                              _ap(precision))
     thresholds = {"conf": conf, "ap_conf": ap_conf, "iou_match": iou_match,
                   "ap_iou": [round(0.5 + 0.05 * i, 2) for i in range(10)], "coco_max_dets": max_dets,
-                  "coco_area": "all", "best_f1_conf": overall.best_f1_conf}
+                  "coco_area": "all", "best_f1_conf": overall.best_f1_conf,
+                  "ignore_regions": sum(len(i.ignore) for i in gt.images), "ignored_predictions": n_ignored}
     return DetectionMetrics(class_names=list(gt.class_names), overall=overall, per_class=per_class,
                             confusion=confusion.tolist(), confusion_labels=[*gt.class_names, "background"],
                             per_image=per_image, thresholds=thresholds, curves=curves)
