@@ -40,6 +40,22 @@ def _round(value: float) -> int:
     return int(math.floor(value + 0.5))  # half up, not Python's banker's rounding, so edges shift consistently
 
 
+def field_window(xyxy: Box, field_px: float, margin: float) -> tuple[int, int, int, int]:
+    """Square window centred on the box: `field_px` wide (a fixed field of view in micrometres, converted with the
+    image's pixel size), or wider when the box plus `margin` does not fit in it. A fixed field keeps a cell's size
+    visible to the classifier (a small lymphocyte fills less of it than a blast), which box-relative framing hides."""
+    x1, y1, x2, y2 = (float(v) for v in xyxy)
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2, field_px)):
+        raise ValueError(f"box and field must be finite, got {tuple(xyxy)}, {field_px}")
+    x1, x2 = min(x1, x2), max(x1, x2)
+    y1, y2 = min(y1, y2), max(y1, y2)
+    side = max(float(field_px), (1.0 + 2.0 * margin) * max(x2 - x1, y2 - y1), 1.0)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    x0, y0 = _round(cx - side / 2), _round(cy - side / 2)
+    s = max(1, _round(side))
+    return x0, y0, x0 + s, y0 + s
+
+
 def _window(xyxy: Box, margin: float) -> tuple[int, int, int, int]:
     """Integer window (x0, y0, x1, y1), x1/y1 exclusive, of the box grown by `margin` of each side's length."""
     x1, y1, x2, y2 = (float(v) for v in xyxy)
@@ -55,9 +71,11 @@ def _window(xyxy: Box, margin: float) -> tuple[int, int, int, int]:
 
 
 def crop_cell(
-    image: np.ndarray, xyxy: Box, margin: float, size: int, fill: Sequence[int] | None = None
+    image: np.ndarray, xyxy: Box, margin: float, size: int, fill: Sequence[int] | None = None,
+    field_px: float | None = None,
 ) -> np.ndarray:
     """(size, size, 3) uint8 crop of the box plus margin, aspect kept, padded with `fill` (default: median colour).
+    With `field_px`, the crop is the square field_window instead (a fixed field of view around the cell).
 
     Padding with the background colour rather than black keeps border cells looking like the rest of the smear,
     which is what the classifier saw in training.
@@ -67,7 +85,7 @@ def crop_cell(
         raise ValueError(f"crop size must be positive, not {size}")
     colour = tuple(int(c) for c in (fill if fill is not None else median_colour(image)))
     h, w = image.shape[:2]
-    x0, y0, x1, y1 = _window(xyxy, margin)
+    x0, y0, x1, y1 = _window(xyxy, margin) if field_px is None else field_window(xyxy, field_px, margin)
     cw, ch = x1 - x0, y1 - y0
 
     ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
@@ -93,12 +111,13 @@ def crop_cell(
     return out
 
 
-def crop_cells(image: np.ndarray, boxes: Sequence[Box], margin: float, size: int) -> list[np.ndarray]:
+def crop_cells(image: np.ndarray, boxes: Sequence[Box], margin: float, size: int,
+               field_px: float | None = None) -> list[np.ndarray]:
     """Crops for all boxes of one image; the fill colour is computed once per image."""
     if len(boxes) == 0:
         return []
     fill = median_colour(image)
-    return [crop_cell(image, box, margin, size, fill) for box in boxes]
+    return [crop_cell(image, box, margin, size, fill, field_px) for box in boxes]
 
 
 def to_tensor_batch(crops: Sequence[np.ndarray], mean: Sequence[float], std: Sequence[float]) -> "torch.Tensor":

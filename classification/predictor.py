@@ -30,6 +30,7 @@ class BlastClassifier:
         batch: int = 32,
         margin: float = 0.15,
         blast_class: str = "blast",
+        threshold: float | None = None,
     ) -> None:
         if batch < 1:
             raise ValueError(f"batch must be at least 1, not {batch}")
@@ -44,7 +45,12 @@ class BlastClassifier:
         self._blast_index = lowered.index(blast_class.lower())
         self._device = torch.device(device)
         self.batch = batch
-        self.margin = margin
+        # weights trained on field-of-view crops carry their own margin; the setting frames box-cut crops
+        self.margin = self._spec.crop_margin if self._spec.field_um is not None and self._spec.crop_margin is not None \
+            else margin
+        self.threshold = float(threshold) if threshold is not None else self._spec.threshold
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), not {self.threshold}")
 
     @property
     def spec(self) -> ClassifierSpec:
@@ -75,18 +81,32 @@ class BlastClassifier:
                 rows.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
         return np.concatenate(rows, axis=0)
 
-    def classify_boxes(self, image: np.ndarray, boxes: Sequence[Box]) -> list[CellLabel]:
-        """One label per box of an RGB uint8 image, in box order."""
-        crops = crop_cells(image, boxes, self.margin, self._spec.input_size)
-        probs = self.predict_proba(crops)
-        labels = []
-        for row in probs:
-            best = int(np.argmax(row))
-            labels.append(
-                CellLabel(
-                    label=self._spec.class_names[best],
-                    label_conf=float(row[best]),
-                    p_blast=float(row[self._blast_index]),
-                )
-            )
-        return labels
+    def field_px(self, um_per_px: float | None) -> float | None:
+        """The crop side in image pixels for weights trained on a fixed field of view; None for box framing (older
+        weights, or an image whose pixel size is unknown)."""
+        field_um = self._spec.field_um
+        if field_um is None or um_per_px is None or not um_per_px > 0:
+            return None
+        return field_um / um_per_px
+
+    def crops(self, image: np.ndarray, boxes: Sequence[Box], um_per_px: float | None = None) -> list[np.ndarray]:
+        return crop_cells(image, boxes, self.margin, self._spec.input_size, self.field_px(um_per_px))
+
+    def label(self, row: np.ndarray) -> CellLabel:
+        """The label of one probability row: blast when p_blast reaches the operating threshold (chosen on
+        validation and stored with the weights), else the most probable other class."""
+        p_blast = float(row[self._blast_index])
+        if len(row) == 2 or p_blast >= self.threshold:
+            best = self._blast_index if p_blast >= self.threshold else 1 - self._blast_index if len(row) == 2 \
+                else self._blast_index
+        else:
+            others = [i for i in range(len(row)) if i != self._blast_index]
+            best = max(others, key=lambda i: row[i])
+        return CellLabel(label=self._spec.class_names[best], label_conf=float(row[best]), p_blast=p_blast)
+
+    def classify_boxes(self, image: np.ndarray, boxes: Sequence[Box],
+                       um_per_px: float | None = None) -> list[CellLabel]:
+        """One label per box of an RGB uint8 image, in box order. `um_per_px`: the image's pixel size, which frames
+        the crops of field-of-view weights (see field_px)."""
+        probs = self.predict_proba(self.crops(image, boxes, um_per_px))
+        return [self.label(row) for row in probs]

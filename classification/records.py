@@ -16,6 +16,27 @@ class ClassifierSpec:
     std: tuple[float, float, float]
     meta: dict = field(default_factory=dict)  # free-form training info (epochs, data, metrics, ...)
 
+    @property
+    def field_um(self) -> float | None:
+        """The crops' field of view in micrometres (classification.build_crops); None: box-framed crops (older
+        weights), cut around the box plus the margin whatever the pixel size."""
+        crop = self.meta.get("crop") if isinstance(self.meta.get("crop"), dict) else {}
+        value = crop.get("field_um")
+        return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+    @property
+    def crop_margin(self) -> float | None:
+        crop = self.meta.get("crop") if isinstance(self.meta.get("crop"), dict) else {}
+        value = crop.get("margin")
+        return float(value) if isinstance(value, (int, float)) and value >= 0 else None
+
+    @property
+    def threshold(self) -> float:
+        """The operating threshold on p_blast chosen on validation (0.5, the arg-max, for weights without one)."""
+        chosen = self.meta.get("threshold") if isinstance(self.meta.get("threshold"), dict) else {}
+        value = chosen.get("threshold")
+        return float(value) if isinstance(value, (int, float)) and 0.0 < value < 1.0 else 0.5
+
 
 @dataclass
 class CellLabel:

@@ -73,7 +73,8 @@ LOG_NAME = "log.csv"
 LOG_FIELDS = ("epoch", "phase", "train_loss", "train_acc", "val_loss", "val_acc", "val_bal_acc", "val_auc", "lr",
               "seconds", "val_seconds", "action")
 BLAST = CLASS_NAMES.index("blast")  # the positive class of every metric
-BALANCE_MODES = ("sampler", "loss", "none")
+BALANCE_MODES = ("groups", "sampler", "loss", "none")
+SELECT_MODES = ("group_loss", "loss")
 UNFREEZE_MODES = ("half", "all")
 STATE_FORMAT = "smear-workbench-classifier-train-state/1"
 
@@ -104,12 +105,26 @@ class ClassifierTrainConfig:
     patience: int = field(default=10, metadata=_opt("stop after this many epochs without a better validation loss"))
     label_smoothing: float = field(default=0.1, metadata=_opt("cross-entropy label smoothing"))
     grad_clip: float = field(default=1.0, metadata=_opt("gradient norm clip (0: off)"))
-    balance: str = field(default="sampler", metadata=_opt("class balance", choices=BALANCE_MODES))
+    balance: str = field(default="groups", metadata=_opt(
+        "sampling balance: groups = each class half of every batch, and within a class each source group (lab / "
+        "camera x diagnosis) by the square root of its size, so no lab and no camera dominates; sampler = classes "
+        "only; loss = class weights in the loss", choices=BALANCE_MODES))
+    epoch_samples: int | None = field(default=None, metadata=_opt(
+        "crops drawn per epoch by the balanced sampler (default: the train split's size)"))
+    select_by: str = field(default="group_loss", metadata=_opt(
+        "model selection: group_loss = mean over (class, source group) of the validation loss, so a model cannot "
+        "win by one camera; loss = class-balanced loss", choices=SELECT_MODES))
+    stain_p: float = field(default=0.5, metadata=_opt("probability of a stain (HED) jitter per crop"))
+    stain_alpha: float = field(default=0.2, metadata=_opt("stain jitter: each stain scaled by 1 +- alpha"))
+    stain_beta: float = field(default=0.03, metadata=_opt("stain jitter: each stain shifted by +- beta (OD)"))
+    gray_p: float = field(default=0.1, metadata=_opt("probability of a grey-scale crop"))
     freeze_epochs: int = field(default=0, metadata=_opt("epochs with the backbone frozen (head only) first; "
                                                         "meant for --pretrained weights"))
     unfreeze: str = field(default="half", metadata=_opt("what trains after freeze_epochs", choices=UNFREEZE_MODES))
     augment: bool = field(default=True, metadata=_opt("training augmentation"))
-    scale_min: float = field(default=0.6, metadata=_opt("random resized crop: smallest area fraction (zoom)"))
+    scale_min: float = field(default=0.75, metadata=_opt(
+        "random resized crop: smallest area fraction (zoom); crops have a fixed field of view in micrometres, so a "
+        "strong zoom would hide cell size"))
     degrees: float = field(default=180.0, metadata=_opt("random rotation range +-degrees"))
     shear: float = field(default=10.0, metadata=_opt("random shear range +-degrees"))
     hflip: float = field(default=0.5, metadata=_opt("horizontal flip probability"))
@@ -141,6 +156,13 @@ class ClassifierTrainConfig:
         if not (self.lr > 0 and 0 < self.lr_factor <= 1 and 0 <= self.min_lr <= self.lr):
             raise ValueError(f"need lr > 0, 0 < lr_factor <= 1, 0 <= min_lr <= lr (got {self.lr}, {self.lr_factor}, "
                              f"{self.min_lr})")
+        if self.select_by not in SELECT_MODES:
+            raise ValueError(f"select_by must be one of {SELECT_MODES}, not {self.select_by!r}")
+        for name in ("stain_p", "gray_p"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], not {getattr(self, name)}")
+        if self.epoch_samples is not None and self.epoch_samples < 1:
+            raise ValueError(f"epoch_samples must be at least 1, not {self.epoch_samples}")
         if not 0 < self.scale_min <= 1:
             raise ValueError(f"scale_min must be in (0, 1], not {self.scale_min}")
         if self.freeze_epochs < 0 or self.workers < 0:
@@ -231,6 +253,19 @@ class BackgroundAffine(nn.Module):
                         interpolation=InterpolationMode.BILINEAR, fill=fill)
 
 
+class StainAugment(nn.Module):
+    """detection.stain.StainJitter (HED stain jitter, grey-scale) on a uint8 (3, H, W) crop."""
+
+    def __init__(self, jitter) -> None:
+        super().__init__()
+        self.jitter = jitter
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        generator = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,))))  # follows torch's seeding
+        array = image.permute(1, 2, 0).contiguous().numpy()
+        return torch.from_numpy(self.jitter(array, generator)).permute(2, 0, 1).contiguous()
+
+
 def build_transforms(config: ClassifierTrainConfig, train: bool) -> nn.Module:
     """uint8 (3, H, W) crop -> normalised float (3, S, S). Evaluation only resizes, as inference crops are cut at S."""
     from torchvision.transforms import v2
@@ -249,6 +284,10 @@ def build_transforms(config: ClassifierTrainConfig, train: bool) -> nn.Module:
         steps.append(BackgroundAffine(config.degrees, config.shear))
     if any((config.brightness, config.contrast, config.saturation, config.hue)):
         steps.append(v2.ColorJitter(config.brightness, config.contrast, config.saturation, config.hue))
+    if config.stain_p or config.gray_p:
+        from detection.stain import StainJitter
+
+        steps.append(StainAugment(StainJitter(config.stain_p, config.stain_alpha, config.stain_beta, config.gray_p)))
     return v2.Compose([*steps, *tail])
 
 
@@ -256,17 +295,18 @@ def build_transforms(config: ClassifierTrainConfig, train: bool) -> nn.Module:
 # metrics
 
 
-def binary_metrics(labels: Sequence[int], p_blast: Sequence[float]) -> dict[str, Any]:
+def binary_metrics(labels: Sequence[int], p_blast: Sequence[float], threshold: float = 0.5) -> dict[str, Any]:
     """Blast-positive metrics from class indices (CLASS_NAMES order) and blast probabilities (scikit-learn).
 
-    The prediction is the argmax, i.e. p_blast >= 0.5 for two classes. ROC-AUC is None when one class is absent.
+    The prediction is p_blast >= threshold (0.5: the argmax of two classes). ROC-AUC is None when one class is
+    absent.
     """
     from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score,
                                  precision_score, recall_score, roc_auc_score)
 
     y_true = (np.asarray(labels) == BLAST).astype(int)
     score = np.asarray(p_blast, dtype=float)
-    y_pred = (score >= 0.5).astype(int)
+    y_pred = (score >= threshold).astype(int)
     n = int(y_true.size)
     if n == 0:
         return {"n": 0}
@@ -417,7 +457,9 @@ def _data_summary(datasets: dict[str, CropDataset], split_file: Path) -> dict[st
     report = split_file.parent / "build_report.json"
     if report.is_file():
         build = json.loads(report.read_text(encoding="utf-8"))
-        summary["build"] = {k: build.get(k) for k in ("crop_size", "margin", "seed", "limit", "created")}
+        summary["build"] = {**(build.get("options") or {k: build.get(k) for k in ("crop_size", "margin", "seed",
+                                                                                   "limit")}),
+                            "created": build.get("created")}
     return summary
 
 
@@ -437,19 +479,40 @@ def _train_loader(ds: CropDataset, config: ClassifierTrainConfig, dist: _Dist, e
 
         sampler = DistributedSampler(ds, num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=config.seed)
         sampler.set_epoch(epoch)
-    elif config.balance == "sampler":
+    elif config.balance in ("sampler", "groups"):
         from torch.utils.data import WeightedRandomSampler
 
-        counts = ds.class_counts()
-        weights = [1.0 / counts[label] for label in ds.labels]
-        sampler = WeightedRandomSampler(weights, num_samples=len(ds), replacement=True, generator=generator)
+        weights = sample_weights(ds.records) if config.balance == "groups" else \
+            [1.0 / ds.class_counts()[label] for label in ds.labels]
+        sampler = WeightedRandomSampler(weights, num_samples=config.epoch_samples or len(ds), replacement=True,
+                                        generator=generator)
     return DataLoader(ds, batch_size=config.batch, shuffle=sampler is None, sampler=sampler,
                       num_workers=config.workers, worker_init_fn=_seed_worker, generator=generator,
                       pin_memory=device.type == "cuda", persistent_workers=False)
 
 
+def sample_group(record: CropRecord) -> str:
+    """The stratum a crop is balanced and reported in: source group (lab / camera) x diagnosis."""
+    return f"{record.group or record.dataset}/{record.diagnosis or 'unknown'}"
+
+
+def sample_weights(records: Sequence[CropRecord]) -> list[float]:
+    """Sampling weights: each class draws half of the crops; within a class, each group gets a share proportional to
+    the square root of its size (a small group, e.g. the non-blast cells of ALL smears, is drawn more often than its
+    size alone would give, a large one, e.g. PBC, less), split evenly over the group's crops."""
+    sizes = Counter((r.label, sample_group(r)) for r in records)
+    labels = {r.label for r in records}
+    share = {}
+    for label in labels:
+        roots = {g: math.sqrt(n) for (lab, g), n in sizes.items() if lab == label}
+        total = sum(roots.values())
+        for group, root in roots.items():
+            share[(label, group)] = (1.0 / len(labels)) * root / total
+    return [share[(r.label, sample_group(r))] / sizes[(r.label, sample_group(r))] for r in records]
+
+
 def _class_weights(ds: CropDataset, config: ClassifierTrainConfig, dist: _Dist) -> torch.Tensor | None:
-    use = config.balance == "loss" or (config.balance == "sampler" and dist.on)
+    use = config.balance == "loss" or (config.balance in ("sampler", "groups") and dist.on)
     if not use:
         return None
     counts = np.array(ds.class_counts(), dtype=float)
@@ -559,11 +622,37 @@ def _predict(model: nn.Module, dataset: Dataset, config: ClassifierTrainConfig, 
     return merged[0][sort], merged[1][sort], merged[2][sort]
 
 
-def _val_metrics(labels: np.ndarray, probs: np.ndarray, losses: np.ndarray) -> dict[str, Any]:
+def _val_metrics(labels: np.ndarray, probs: np.ndarray, losses: np.ndarray,
+                 groups: Sequence[str] | None = None, select_by: str = "loss") -> dict[str, Any]:
     metrics = binary_metrics(labels, probs)
-    metrics["loss"] = _balanced_loss(losses, labels)
+    metrics["class_loss"] = _balanced_loss(losses, labels)
     metrics["loss_unweighted"] = float(losses.mean()) if losses.size else math.nan
+    if groups is not None and len(groups) == len(labels):
+        keys = np.array([f"{CLASS_NAMES[int(lab)]}:{g}" for lab, g in zip(labels, groups)])
+        metrics["group_loss"] = {k: float(losses[keys == k].mean()) for k in sorted(set(keys))}
+        # each class counts half, each of its groups equally within it: normals come from many more groups
+        per_class = [np.mean([v for k, v in metrics["group_loss"].items() if k.startswith(f"{c}:")])
+                     for c in CLASS_NAMES if any(k.startswith(f"{c}:") for k in metrics["group_loss"])]
+        metrics["loss_by_groups"] = float(np.mean(per_class)) if per_class else math.nan
+    use_groups = select_by == "group_loss" and "loss_by_groups" in metrics
+    metrics["loss"] = metrics["loss_by_groups"] if use_groups else metrics["class_loss"]
     return metrics
+
+
+def choose_threshold(labels: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
+    """The operating threshold on p_blast chosen on validation crops: the one of best F1 (blast positive), the lowest
+    such threshold on a 0.01 grid between 0.05 and 0.95 (ties go to the higher recall)."""
+    y = np.asarray(labels) == BLAST
+    p = np.asarray(probs, dtype=float)
+    best = {"threshold": 0.5, "f1": -1.0, "precision": None, "recall": None}
+    for t in np.round(np.arange(0.05, 0.951, 0.01), 2):
+        pred = p >= t
+        tp, fp, fn = int((pred & y).sum()), int((pred & ~y).sum()), int((~pred & y).sum())
+        f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+        if f1 > best["f1"] + 1e-12:
+            best = {"threshold": float(t), "f1": f1, "precision": tp / (tp + fp) if tp + fp else None,
+                    "recall": tp / (tp + fn) if tp + fn else None}
+    return best
 
 
 def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -698,7 +787,7 @@ def _train(config: ClassifierTrainConfig, dist: _Dist, device: torch.device) -> 
             log.info("resuming %s after epoch %d (best %.4f at epoch %d, lr %.2e)", last_path, state["epoch"],
                      rule.best, rule.best_epoch, rule.lr)
 
-    if config.balance == "sampler" and dist.on and dist.main:
+    if config.balance in ("sampler", "groups") and dist.on and dist.main:
         log.info("DDP: class balance by loss weights (DistributedSampler owns the sampling)")
     weights = _class_weights(datasets["train"], config, dist)
     criterion = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None,
@@ -712,6 +801,9 @@ def _train(config: ClassifierTrainConfig, dist: _Dist, device: torch.device) -> 
         "torch": str(torch.__version__),  # a TorchVersion (str subclass) would not load under weights_only
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    build = summary.get("build") or {}
+    if build.get("field_um"):  # the predictor frames its crops exactly as the build did
+        meta_base["crop"] = {"field_um": float(build["field_um"]), "margin": float(build.get("margin", 0.15))}
 
     for epoch in range(start_epoch, config.epochs + 1):
         if stopped:
@@ -730,7 +822,8 @@ def _train(config: ClassifierTrainConfig, dist: _Dist, device: torch.device) -> 
         loader = _train_loader(datasets["train"], config, dist, epoch, device)
         train_loss, train_acc = _train_epoch(net, model, loader, optimizer, criterion, config, device, dist, phase)
         val_tick = time.perf_counter()
-        val = _val_metrics(*_predict(model, datasets["val"], config, device, dist))
+        val = _val_metrics(*_predict(model, datasets["val"], config, device, dist),
+                           groups=[sample_group(r) for r in datasets["val"].records], select_by=config.select_by)
         val_seconds = time.perf_counter() - val_tick
         decision = rule.step(epoch, val["loss"])
         if decision.improved:
@@ -775,7 +868,7 @@ def _train(config: ClassifierTrainConfig, dist: _Dist, device: torch.device) -> 
     if dist.main:
         if not best_path.is_file():
             raise RuntimeError(f"no {BEST_NAME} was written (validation loss never finite?)")
-        test, test_allidb = _evaluate_best(best_path, datasets["test"], config, device)
+        test, test_allidb = _evaluate_best(best_path, datasets["val"], datasets["test"], config, device)
     _barrier(dist)
     return TrainResult(
         out_dir=str(out.resolve()), best_path=str(best_path.resolve()), last_state_path=str(last_path.resolve()),
@@ -811,28 +904,54 @@ def _load_state(path: Path) -> dict[str, Any]:
     return state
 
 
-def _evaluate_best(best_path: Path, test_ds: CropDataset, config: ClassifierTrainConfig,
+def group_metrics(records: Sequence[CropRecord], labels: np.ndarray, probs: np.ndarray,
+                  threshold: float) -> dict[str, dict[str, Any]]:
+    """binary_metrics per source group (lab / camera x diagnosis), plus "ALL images, non-blast cells" (the hard
+    negatives: every non-blast crop of an ALL smear) and "ALL images, all cells"."""
+    keys = np.array([sample_group(r) for r in records])
+    out = {g: binary_metrics(labels[keys == g], probs[keys == g], threshold) for g in sorted(set(keys))}
+    all_images = np.array([r.diagnosis == "ALL" for r in records])
+    normal = labels != BLAST
+    for name, mask in (("ALL images, non-blast cells", all_images & normal), ("ALL images, all cells", all_images)):
+        if mask.any():
+            out[name] = binary_metrics(labels[mask], probs[mask], threshold)
+    return out
+
+
+def _evaluate_best(best_path: Path, val_ds: CropDataset, test_ds: CropDataset, config: ClassifierTrainConfig,
                    device: torch.device) -> tuple[dict | None, dict | None]:
-    """Test metrics of the saved best checkpoint (as shipped: fp16 weights), written back into its meta."""
+    """The saved best checkpoint (as shipped: fp16 weights): its operating threshold chosen on the validation crops,
+    then its test metrics at that threshold, overall, per group and ALL-IDB only; all written into its meta."""
     model, spec = load_classifier(best_path, device)
-    if len(test_ds) == 0:
-        log.warning("the test split is empty: no test metrics")
-        return None, None
     # exactly the code path of `workbench eval classifier` (crop files resized as inference crops are), so the
     # reported numbers are the ones that command reproduces
     from classification.evaluate import CropSample, predict_crops
     from classification.predictor import BlastClassifier
 
     classifier = BlastClassifier(best_path, device=str(device), batch=config.batch)
-    samples = [CropSample(test_ds.root / r.file, r.label, r.extra_normal) for r in test_ds.records]
-    probs = predict_crops(classifier, samples)
-    labels = np.array([CLASS_NAMES.index(r.label) for r in test_ds.records])
+
+    def scores(ds: CropDataset) -> tuple[np.ndarray, np.ndarray]:
+        samples = [CropSample(ds.root / r.file, r.label, r.extra_normal) for r in ds.records]
+        return np.array([CLASS_NAMES.index(r.label) for r in ds.records]), predict_crops(classifier, samples)
+
+    val_labels, val_probs = scores(val_ds)
+    chosen = choose_threshold(val_labels, val_probs)
+    threshold = chosen["threshold"]
+    meta = {**spec.meta, "threshold": {**chosen, "chosen_on": "val", "rule": "best F1, 0.01 grid"}}
+    if len(test_ds) == 0:
+        log.warning("the test split is empty: no test metrics")
+        save_classifier(best_path, model, spec.class_names, spec.input_size, spec.mean, spec.std, meta=meta)
+        return None, None
+    labels, probs = scores(test_ds)
     allidb = np.array([not r.extra_normal for r in test_ds.records])
-    test = binary_metrics(labels, probs)
-    test_allidb = binary_metrics(labels[allidb], probs[allidb])
-    meta = {**spec.meta, "test": test, "test_allidb": test_allidb}
+    test = binary_metrics(labels, probs, threshold)
+    test_allidb = binary_metrics(labels[allidb], probs[allidb], threshold)
+    meta.update({"test": test, "test_allidb": test_allidb, "test_at_0.5": binary_metrics(labels, probs),
+                 "test_groups": group_metrics(test_ds.records, labels, probs, threshold),
+                 "val_groups": group_metrics(val_ds.records, val_labels, val_probs, threshold)})
     save_classifier(best_path, model, spec.class_names, spec.input_size, spec.mean, spec.std, meta=meta)
-    for name, m in (("test", test), ("test (ALL-IDB only)", test_allidb)):
+    log.info("operating threshold %.2f (val F1 %.3f)", threshold, chosen["f1"])
+    for name, m in (("test", test), ("test (ALL-IDB only)", test_allidb), *meta["test_groups"].items()):
         if m.get("n"):
             log.info("%s: n %d, acc %.3f, precision %.3f, recall %.3f, specificity %s, F1 %.3f, ROC-AUC %s", name,
                      m["n"], m["accuracy"], m["precision"], m["recall"], _num(m["specificity"]), m["f1"],

@@ -1,4 +1,5 @@
-"""Tests for the classifier's crop dataset builder and training loop, on a real slice of ALL-IDB and BCCD.
+"""Tests for the classifier's crop dataset builder and training loop, on a real slice of ALL-IDB1 (census), BCCD,
+TXL-PBC and PBC.
 
 Kept fast on a busy 2-core CPU: 64 px crops and inputs, a few crops per split, one epoch, one torch thread per
 process. The networks are real (EfficientNet-B3, weights=None); nothing is faked. The data comes from SMEAR_DATASETS
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import re
 import shutil
 import subprocess
@@ -21,15 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from classification.dataset import (
-    CLASS_INDEX,
-    CLASS_NAMES,
-    CropDataset,
-    CropRecord,
-    _check_no_leak,
-    build_crop_dataset,
-    read_split_file,
-)
+from classification.dataset import CLASS_INDEX, CLASS_NAMES, CropDataset, read_split_file
 from classification.train import (
     ClassifierTrainConfig,
     PlateauRule,
@@ -38,7 +30,7 @@ from classification.train import (
     config_from_args,
     train_classifier,
 )
-from tests.conftest import ALLIDB1, ALLIDB2, BCCD_ROOT, REPO_ROOT, need
+from tests.conftest import BCCD_ROOT, REPO_ROOT, need
 
 SIZE = 64
 LIMIT = 1  # source images per split and dataset family
@@ -52,12 +44,12 @@ def _tiny_config(data: Path, out: Path, **overrides) -> ClassifierTrainConfig:
 
 
 @pytest.fixture(scope="module")
-def crops(tmp_path_factory, datasets_root) -> Path:
-    need(ALLIDB1)
-    need(ALLIDB2)
+def crops(tmp_path_factory, datasets_root, census_slice) -> Path:
     need(BCCD_ROOT)
-    out = tmp_path_factory.mktemp("crops") / "crops_v1"
-    build_crop_dataset(datasets_root, out, crop_size=SIZE, limit=LIMIT, seed=0)
+    from classification.build_crops import CropBuildOptions, build_crops
+
+    out = tmp_path_factory.mktemp("crops") / "crops_v3"
+    build_crops(datasets_root, out, census_slice[0], CropBuildOptions(size=SIZE, limit=LIMIT, seed=0))
     return out
 
 
@@ -82,29 +74,25 @@ def test_class_map_is_fixed():
 def test_crop_build_counts_and_files(crops):
     report = json.loads((crops / "build_report.json").read_text())
     records = read_split_file(crops / "split.csv")
-    assert report["class_names"] == ["blast", "normal"] and report["crop_size"] == SIZE and report["seed"] == 0
+    assert report["class_names"] == ["blast", "normal"]
+    assert report["options"]["size"] == SIZE and report["options"]["seed"] == 0 and report["options"]["field_um"] > 0
     # the report's counts are exactly the rows of split.csv, which are exactly the files on disk
     counted = defaultdict(int)
     for rec in records:
         counted[(rec.split, rec.label, rec.dataset)] += 1
         assert rec.file == f"{rec.split}/{rec.label}/{Path(rec.file).name}"
-        assert rec.extra_normal == (rec.dataset == "bccd")
-        assert rec.x2 > rec.x1 and rec.y2 > rec.y1
+        assert rec.extra_normal == (rec.dataset != "allidb1")
+        assert rec.x2 > rec.x1 and rec.y2 > rec.y1 and rec.um_per_px > 0 and rec.group and rec.cell_type
     for split, by_class in report["counts"].items():
         for label, by_dataset in by_class.items():
             for dataset, n in by_dataset.items():
                 assert counted[(split, label, dataset)] == n, (split, label, dataset)
-    on_disk = sorted(str(p.relative_to(crops)) for p in crops.glob("*/*/*.png"))
+    on_disk = sorted(str(p.relative_to(crops)) for p in crops.glob("*/*/*.jpg"))
     assert on_disk == sorted(r.file for r in records)
-    # a slice still holds every source and both classes, in every split
-    for split in ("train", "val", "test"):
-        assert report["totals"][split] > 0
-        assert report["source_images"][split] == {"allidb": LIMIT, "bccd": LIMIT}
-    assert sum(report["counts"][s]["blast"]["allidb2"] for s in report["counts"]) > 0
-    assert sum(report["counts"][s]["blast"]["allidb1"] for s in report["counts"]) > 0
-    assert sum(report["counts"][s]["normal"]["allidb1"] for s in report["counts"]) > 0
-    assert sum(report["counts"][s]["normal"]["bccd"] for s in report["counts"]) > 0
-    assert not any(report["counts"][s]["blast"]["bccd"] for s in report["counts"])  # BCCD holds no blasts
+    sources = {r.dataset for r in records}
+    assert sources == {"allidb1", "bccd", "txl_raabin", "txl_bcd", "pbc"}
+    assert {r.dataset for r in records if r.label == "blast"} == {"allidb1"}   # only ALL-IDB marks blasts
+    assert any(r.cell_type.startswith("pbc_") for r in records)
 
 
 def test_crops_are_square_rgb_of_crop_size(crops):
@@ -115,63 +103,51 @@ def test_crops_are_square_rgb_of_crop_size(crops):
 
 
 def test_no_source_image_in_two_splits(crops, datasets_root):
+    from classification.build_crops import _pbc_split
     from detection.allidb import allidb1_split
 
     records = read_split_file(crops / "split.csv")
     splits = defaultdict(set)
     for rec in records:
-        splits[("bccd" if rec.dataset == "bccd" else "allidb", rec.source_image)].add(rec.split)
+        splits[(rec.dataset, rec.source_image)].add(rec.split)
     assert all(len(s) == 1 for s in splits.values()), {k: v for k, v in splits.items() if len(v) > 1}
-    # ALL-IDB crops follow THE ALL-IDB1 split, BCCD crops BCCD's official lists
-    allidb = {Path(k).name if Path(k).suffix else f"{k}.jpg": v
-              for k, v in allidb1_split(datasets_root / "all-idb", seed=0).items()}
+    allidb = allidb1_split(datasets_root / "all-idb", seed=0)
     official = {s: set((BCCD_ROOT / "ImageSets" / "Main" / f"{s}.txt").read_text().split())
                 for s in ("train", "val", "test")}
+    with (datasets_root / "txl-pbc" / "images.csv").open(newline="") as handle:
+        txl = {Path(r["image"]).name: r["split"] for r in csv.DictReader(handle)}
+    with (datasets_root / "pbc" / "manifest.csv").open(newline="") as handle:
+        pbc = {Path(r["file"]).name: _pbc_split(r["md5"]) for r in csv.DictReader(handle)}
     for rec in records:
-        if rec.dataset == "bccd":
-            assert Path(rec.source_image).stem in official[rec.split]
-        else:
-            assert allidb[rec.source_image] == rec.split
+        expected = {"allidb1": lambda: allidb[rec.source_image],
+                    "bccd": lambda: next(s for s in official if Path(rec.source_image).stem in official[s]),
+                    "pbc": lambda: pbc[rec.source_image]}.get(rec.dataset, lambda: txl[rec.source_image])()
+        assert rec.split == expected, rec
 
 
-def test_leak_check_refuses_shared_source_image():
-    a = CropRecord("train/blast/a.png", "blast", "train", "allidb2", "Im006_1.jpg", 0, 0, 10, 10)
-    b = CropRecord("val/normal/b.png", "normal", "val", "allidb1", "Im006_1.jpg", 0, 0, 10, 10)
-    with pytest.raises(ValueError, match="more than one split"):
-        _check_no_leak([a, b])
+def test_unmarked_cells_at_the_border_of_all_images_are_left_out(crops, census_slice):
+    census, _ = census_slice
+    records = read_split_file(crops / "split.csv")
+    for name, c in census.items():
+        mine = [r for r in records if r.dataset == "allidb1" and r.source_image == name]
+        kept_boxes = {(round(r.x1, 1), round(r.y1, 1)) for r in mine}
+        for cell in c.cells:
+            key = (round(cell.xyxy[0], 1), round(cell.xyxy[1], 1))
+            left_out = c.diagnosis == "ALL" and cell.kind == "unmarked" and cell.at_border
+            assert (key not in kept_boxes) == left_out, (name, cell)
 
 
-def test_same_cell_kept_once(crops):
-    """No ALL-IDB1 point crop lies within 20 px of an ALL-IDB2 crop centre of the same source image."""
-    centres = defaultdict(list)
-    with (ALLIDB2 / "crop_sources.csv").open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            centres[row["allidb1_source_image"]].append((float(row["cell_centre_x"]), float(row["cell_centre_y"])))
-    pattern = re.compile(r"_(\d+)_(\d+)\.png$")
-    checked = 0
-    for rec in read_split_file(crops / "split.csv"):
-        if rec.dataset != "allidb1":
-            continue
-        x, y = (float(v) for v in pattern.search(rec.file).groups())
-        assert all(math.hypot(x - cx, y - cy) > 20 for cx, cy in centres.get(rec.source_image, [])), rec.file
-        checked += 1
-    assert checked > 0
+def test_field_window_keeps_the_cell_size():
+    from classification.crops import crop_cell, field_window
 
-
-def test_allidb2_box_framing(tmp_path, datasets_root):
-    """ALL-IDB2 cells re-cut around their point_to_box box: same cells and labels, boxes no longer 257 px windows."""
-    need(ALLIDB2)
-    out = tmp_path / "boxed"
-    report = build_crop_dataset(datasets_root, out, crop_size=SIZE, limit=LIMIT, include_allidb1=False,
-                                include_bccd=False, allidb2_framing="box")
-    records = read_split_file(out / "split.csv")
-    assert records and all(r.dataset == "allidb2" for r in records)
-    assert report.allidb2_framing == "box"
-    boxed = [r for r in records if (r.x2 - r.x1, r.y2 - r.y1) != (257.0, 257.0)]
-    assert boxed and len(boxed) >= len(records) - sum(v for k, v in report.skipped.items() if k.startswith("allidb2_native"))
-    assert all(r.label == ("blast" if Path(r.file).stem.endswith("_1") else "normal") for r in records)
-    image = CropDataset(out).read_image(0)
-    assert image.shape == (SIZE, SIZE, 3)
+    assert field_window((45, 45, 55, 55), 100, 0.15) == (0, 0, 100, 100)       # small cell: the whole field
+    x0, y0, x1, y1 = field_window((0, 0, 200, 100), 100, 0.15)                  # larger than the field: box + margin
+    assert x1 - x0 == y1 - y0 == 260
+    image = np.zeros((300, 300, 3), np.uint8)
+    image[140:160, 140:160] = 255                                               # a 20 px cell
+    small = crop_cell(image, (140, 140, 160, 160), 0.15, 100, field_px=200)
+    big = crop_cell(image, (140, 140, 160, 160), 0.15, 100)                     # box framing: fills the crop
+    assert (small > 0).mean() < 0.05 < (big > 0).mean()
 
 
 def test_crop_dataset_items_and_layouts(crops, tmp_path):
