@@ -21,7 +21,8 @@ def test_manifest_defaults_are_intact_and_documented():
         assert entry is not None, f"no default {task} weights shipped"
         resolve_weights(None, task, manifest)  # sha256 check
         assert entry.data and entry.split and entry.metrics.get("test")
-    assert manifest.default("detect").class_names == ["wbc"]
+    assert manifest.default("detect").class_names[0] == "wbc"   # wbc first; red cells / platelets may follow
+    assert manifest.default("detect").pixel_size_um
     assert manifest.default("classify").class_names == ["blast", "normal"]
 
 
@@ -44,3 +45,31 @@ def test_analyze_with_defaults_finds_bccd_test_wbcs(tmp_path, capsys, bccd_root)
             found += int((iou.max(axis=1) >= 0.5).sum())
     assert total >= N_IMAGES
     assert found / total >= 0.85, f"found {found} of {total} WBCs"
+
+
+def test_half_size_bccd_image_gives_the_same_white_cells(bccd_root, tmp_path):
+    """The pixel-size ruler makes the detector see every smear at its training scale: the same field at half the
+    resolution gives the same white cells (IoU >= 0.5 after scaling back)."""
+    import cv2
+
+    from workbench.config import load_config
+    from workbench.pipeline import SmearAnalyzer
+
+    analyzer = SmearAnalyzer.from_config(load_config())
+    test_ids = (bccd_root / "ImageSets" / "Main" / "test.txt").read_text().split()
+    matched = total = 0
+    for stem in test_ids[:8]:
+        rgb = cv2.imread(str(bccd_root / "JPEGImages" / f"{stem}.jpg"))[:, :, ::-1].copy()
+        half = cv2.resize(rgb, (rgb.shape[1] // 2, rgb.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        analyzer.new_case()
+        full_cells = analyzer.analyze_array(rgb, stem).cells
+        analyzer.new_case()
+        half_result = analyzer.analyze_array(half, stem)
+        a = np.array([c.xyxy for c in full_cells], dtype=float).reshape(-1, 4)
+        b = np.array([c.xyxy for c in half_result.cells], dtype=float).reshape(-1, 4) * 2
+        total += max(len(a), len(b))
+        if len(a) and len(b):
+            iou, _ = pairwise_overlaps(a, b)
+            matched += int((iou.max(axis=1) >= 0.5).sum())
+        assert half_result.scale["um_per_px"] is not None
+    assert total and matched / total >= 0.9, f"{matched} of {total}"

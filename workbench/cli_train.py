@@ -49,6 +49,26 @@ def _detector_metrics(weights: Path, data: str, imgsz: int, device: str, split: 
             "ap50": round(float(box.map50), 4), "ap50_95": round(float(box.map), 4)}
 
 
+def _per_source_metrics(weights: Path, eval_list: Path, split: str, device: str, pixel_size: float | None,
+                        class_names: list[str]) -> dict:
+    """`workbench eval detection` on the build's eval list: per source and pooled, with false white cells per
+    image; the run is saved beside the weights (eval_<split>/)."""
+    from workbench.config import load_config
+    from workbench.evaluation import run_detection_eval
+    from workbench.weights import Manifest, WeightsEntry as Entry
+
+    # the new weights are not in the manifest yet: a one-entry manifest beside them carries their pixel size
+    manifest = Manifest(weights.parent / "manifest.yaml", [Entry(
+        name=weights.stem, file=weights.name, task="detect", architecture="yolov8", class_names=class_names,
+        input_size=640,
+        sha256="", pixel_size_um=pixel_size)])
+    config = load_config(overrides={"detector": {"weights": str(weights), "device": device}})
+    outcome = run_detection_eval(eval_list, split, config, out=weights.parent / f"eval_{split}", manifest=manifest)
+    keys = ("ap50", "ap50_95", "precision", "recall", "false_wbc_per_image", "images", "instances")
+    return {"pooled": {k: outcome.metrics["summary"].get(k) for k in keys},
+            **{name: {k: m.get(k) for k in keys} for name, m in outcome.metrics.get("per_source", {}).items()}}
+
+
 def _parse_overrides(items: list[str] | None) -> dict:
     """`--set lr0=0.002 --set warmup_epochs=0`: values parsed as YAML scalars (numbers, booleans, strings)."""
     import yaml
@@ -78,22 +98,34 @@ def _run_train_detector(args) -> int:
         project=str(args.out), name=args.name, seed=args.seed, cache=args.cache, resume=args.resume,
         plots=not args.no_plots, overrides=_parse_overrides(args.set),
     )
+    if args.no_stain:
+        config.stain = None
     try:
         best = train_detector(config)
     except DetectorLoadError as exc:
         raise WorkbenchError(str(exc)) from exc
     data_cfg = yaml.safe_load(data.read_text())
     splits = [s for s in ("val", "test") if data_cfg.get(s)]
-    metrics = {s: _detector_metrics(best, str(data), args.imgsz, args.device, s) for s in splits}
+    eval_list = data.parent / "eval.yaml"   # written by `workbench dataset detection`: per source, native pixels
+    pixel_size = (data_cfg.get("pixel_size") or {}).get("um_per_px")
     from detection.predictor import load_yolo
 
     names = load_yolo(best).names
+    class_names = [names[i] for i in sorted(names)]
+    if eval_list.is_file():
+        metrics = {s: _per_source_metrics(best, eval_list, s, args.device, pixel_size, class_names) for s in splits}
+        computed_by = f"workbench eval detection --data {eval_list} --split <split> (per source, as analyze runs)"
+    else:
+        metrics = {s: _detector_metrics(best, str(data), args.imgsz, args.device, s) for s in splits}
+        computed_by = "ultralytics validator"
     entry = WeightsEntry(
         name=args.register or f"{Path(args.model).stem}-{args.name}", file=best.name, task="detect",
-        architecture=Path(args.model).stem, class_names=[names[i] for i in sorted(names)], input_size=args.imgsz,
+        architecture=Path(args.model).stem, class_names=class_names, input_size=args.imgsz,
         sha256="", data=str(data), split="train: train, selected on: val, reported on: " + ", ".join(splits),
-        metrics={"computed_by": "ultralytics validator", **metrics}, train=config.train_kwargs() | {
-            "model": args.model, "pretrained": args.pretrained, "finished": datetime.now(timezone.utc).isoformat()},
+        metrics={"computed_by": computed_by, **metrics}, train=config.train_kwargs() | {
+            "model": args.model, "pretrained": args.pretrained, "stain": config.stain,
+            "finished": datetime.now(timezone.utc).isoformat()},
+        pixel_size_um=pixel_size,
     )
     from workbench.weights import sha256_file
 
@@ -170,6 +202,7 @@ def _add_train(sub) -> None:
     d.add_argument("--name", default="train", help="run name inside --out (default train)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--resume", action="store_true", help="continue --out/--name from its last.pt")
+    d.add_argument("--no-stain", action="store_true", help="no stain (HED) jitter / grey-scale augmentation")
     d.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="any other ultralytics train argument, repeatable (e.g. --set lr0=0.002 --set warmup_epochs=0)")
     d.add_argument("--register", metavar="NAME", help="copy the best weights into weights/ under NAME and list them")
