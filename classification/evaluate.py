@@ -62,6 +62,31 @@ class CropSample:
     path: Path
     label: str                  # lowercased class name
     extra_normal: bool = False  # split.csv's extra_normal flag
+    group: str = ""             # split.csv's group x diagnosis (lab / camera stratum), "" for plain folders
+    cell_type: str = ""
+
+
+ALL_NON_BLAST = "ALL images, non-blast cells"   # the hard negatives: every non-blast crop of an ALL smear
+
+
+def group_table(samples: Sequence[CropSample], y: np.ndarray, p: np.ndarray, threshold: float
+                ) -> dict[str, dict[str, Any]]:
+    """Per group of the crops (split.csv's group / diagnosis), and for the non-blast cells of ALL images as one row:
+    n, blasts, precision, recall, specificity, F1 and the fraction called correctly, at `threshold`."""
+    keys = np.array([s.group for s in samples])
+    hard = np.array([s.group.endswith("/ALL") for s in samples]) & ~y
+    out: dict[str, dict[str, Any]] = {}
+    for name, mask in [*((g, keys == g) for g in sorted(set(keys)) if g), (ALL_NON_BLAST, hard)]:
+        if not mask.any():
+            continue
+        yy, pred = y[mask], p[mask] >= threshold
+        r = _rates(yy, pred)
+        out[name] = {"n": int(mask.sum()), "n_blast": int(yy.sum()), "correct": round(r["accuracy"], 6),
+                     "precision": r["precision"] if yy.any() else None,
+                     "recall": r["recall"] if yy.any() else None,
+                     "specificity": r["specificity"] if (~yy).any() else None,
+                     "f1": r["f1"] if yy.any() else None, "tp": r["tp"], "fp": r["fp"], "fn": r["fn"], "tn": r["tn"]}
+    return out
 
 
 def load_crop_dataset(data: Path | str, class_names: Sequence[str], split: str | None = None,
@@ -136,7 +161,11 @@ def _from_csv(path: Path, known: list[str], split: str) -> tuple[list[CropSample
                                      f"classes {known}")
         file = Path((row.get("file") or "").strip())
         extra = (row.get("extra_normal") or "").strip().lower() in ("1", "true", "yes")
-        samples.append(CropSample(file if file.is_absolute() else path.parent / file, label, extra))
+        group = (row.get("group") or row.get("dataset") or "").strip()
+        diagnosis = (row.get("diagnosis") or "").strip()
+        samples.append(CropSample(file if file.is_absolute() else path.parent / file, label, extra,
+                                  f"{group}/{diagnosis or 'unknown'}" if group else "",
+                                  (row.get("cell_type") or "").strip()))
     if not samples:
         raise DatasetFormatError(f"{path}: no rows of split '{split}'")
     return samples, split if has_split else None
@@ -385,12 +414,13 @@ def write_classifier_outputs(out_dir: Path, samples: Sequence[CropSample], p_bla
         row = {"file": str(s.path), "label": s.label, "p_blast": round(float(p_blast[i]), 6),
                "predicted": "blast" if p_blast[i] >= metrics.threshold else "normal"}
         row["correct"] = row["predicted"] == ("blast" if s.label == "blast" else "normal")
+        row["group"], row["cell_type"] = s.group, s.cell_type
         if compare is not None:
             pc = float(compare[1][i])
             row["p_blast_compare"] = round(pc, 6)
             row["predicted_compare"] = "blast" if pc >= compare[2].threshold else "normal"
         pred_rows.append(row)
-    columns = ["file", "label", "p_blast", "predicted", "correct"]
+    columns = ["file", "label", "group", "cell_type", "p_blast", "predicted", "correct"]
     if compare is not None:
         columns += ["p_blast_compare", "predicted_compare"]
     write_atomic(out_dir / "predictions.csv", csv_text(pred_rows, columns))

@@ -88,8 +88,9 @@ def _add_classifier(ev: argparse._SubParsersAction) -> None:
                                                   "manifest's default classifier)")
     p.add_argument("--compare", metavar="W2", help="a second classifier run on the same crops; adds its metrics and "
                                                    "McNemar's test (exact binomial below 25 discordant crops)")
-    p.add_argument("--threshold", type=fraction, default=0.5, metavar="P",
-                   help="call a crop blast when p_blast >= P (default 0.5, the arg-max)")
+    p.add_argument("--threshold", type=fraction, default=None, metavar="P",
+                   help="call a crop blast when p_blast >= P (default: the operating threshold stored with the "
+                        "weights, chosen on validation; 0.5 for weights without one)")
     p.add_argument("--no-extra-normal", action="store_true",
                    help="leave out split.csv rows flagged extra_normal (BCCD normal cells added by the crop builder)")
     p.add_argument("--batch", type=positive_int, metavar="N", help="crops per forward pass (default 32)")
@@ -193,7 +194,12 @@ def _run_detection(args: argparse.Namespace) -> int:
     s, t = outcome.metrics["summary"], outcome.metrics["thresholds"]
     print(f"detection on {args.data} [{args.split}]: {s['images']} images, {s['instances']} instances; "
           f"P {_f(s['precision'])} R {_f(s['recall'])} at conf {t['conf']:g}; best F1 {_f(s['best_f1'])} at conf "
-          f"{_f(s['best_f1_conf'])}; AP50 {_f(s['ap50'])} AP50-95 {_f(s['ap50_95'])} -> {outcome.run_dir}")
+          f"{_f(s['best_f1_conf'])}; AP50 {_f(s['ap50'])} AP50-95 {_f(s['ap50_95'])}; false white cells per image "
+          f"{_f(s.get('false_wbc_per_image'), 2)} -> {outcome.run_dir}")
+    for name, m in (outcome.metrics.get("per_source") or {}).items():
+        print(f"  {name}: {m['images']} images, {m['instances']} instances; P {_f(m['precision'])} R "
+              f"{_f(m['recall'])}; AP50 {_f(m['ap50'])} AP50-95 {_f(m['ap50_95'])}; false white cells per image "
+              f"{_f(m['false_wbc_per_image'], 2)}")
     return EXIT_OK
 
 
@@ -211,8 +217,11 @@ def _run_classifier(args: argparse.Namespace) -> int:
     s, ci = m["summary"], m["ci95"]
     parts = [f"{key} {_f(s[key])} [{_f(ci[key][0])}, {_f(ci[key][1])}]"
              for key in ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc")]
-    print(f"classifier on {s['n']} crops ({s['n_blast']} blast, {s['n_normal']} normal), 95% CI: "
-          + "; ".join(parts) + f" -> {outcome.run_dir}")
+    print(f"classifier on {s['n']} crops ({s['n_blast']} blast, {s['n_normal']} normal) at p_blast >= "
+          f"{m['thresholds']['blast']:g}, 95% CI: " + "; ".join(parts) + f"; ECE {_f(s.get('ece'))} -> {outcome.run_dir}")
+    for group, g in (m.get("per_group") or {}).items():
+        print(f"  {group}: n {g['n']} ({g['n_blast']} blast), correct {_f(g['correct'])}, precision "
+              f"{_f(g['precision'])}, recall {_f(g['recall'])}, specificity {_f(g['specificity'])}")
     if "compare" in m:
         c, test = m["compare"]["summary"], m["compare"]["mcnemar"]
         print(f"compared with {m['compare']['weights']['name']}: accuracy {_f(c['accuracy'])}, F1 {_f(c['f1'])}; "
@@ -236,7 +245,12 @@ def _run_pipeline(args: argparse.Namespace) -> int:
     print(f"pipeline on {s['images']} images: WBC P {_f(s['wbc_precision'])} R {_f(s['wbc_recall'])}; blasts P "
           f"{_f(s['blast_precision'])} R {_f(s['blast_recall'])} F1 {_f(s['blast_f1'])}; count MAE "
           f"{_f(s['count_mae'], 2)}; images with blasts: sensitivity {_f(s['image_sensitivity'])} specificity "
-          f"{_f(s['image_specificity'])} -> {outcome.run_dir}")
+          f"{_f(s['image_specificity'])}; false blasts per image without blasts "
+          f"{_f(s['false_blasts_per_image_without_blasts'], 2)} -> {outcome.run_dir}")
+    for group, g in (outcome.metrics.get("per_group") or {}).items():
+        b = g["blast"]
+        print(f"  {group}: {g['images']} images, blasts P {_f(b['precision'])} R {_f(b['recall'])} F1 {_f(b['f1'])}, "
+              f"false blasts per image {_f(g['false_blasts_per_image'], 2)}, count MAE {_f(g['blast_mae'], 2)}")
     return EXIT_PARTIAL if outcome.failed else EXIT_OK
 
 

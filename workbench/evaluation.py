@@ -87,7 +87,7 @@ def false_cells_per_image(metrics) -> float:
 
 
 def run_detection_eval(data: Path | str, split: str, config: dict[str, Any], out: Path | str | None = None,
-                       progress: Progress | None = None) -> EvalOutcome:
+                       progress: Progress | None = None, manifest=None) -> EvalOutcome:
     """Evaluate the detector of `config` (detector.weights, conf = the operating threshold, tiling) on a split of
     one dataset, or of each source of an eval list (detection_sources): per source and pooled over the sources.
 
@@ -115,7 +115,7 @@ def run_detection_eval(data: Path | str, split: str, config: dict[str, Any], out
         raise WorkbenchError(f"detector conf must be in (0, 1], not {operating_conf}")
     ap_config = copy.deepcopy(config)
     ap_config["detector"]["conf"] = min(AP_CONF, operating_conf)
-    detector, info = load_detector(ap_config, Manifest.load())
+    detector, info = load_detector(ap_config, manifest or Manifest.load())
     max_pixels = config["images"]["max_pixels"]
     max_dets = max(300, int(config["detector"]["max_det"]))
     run_dir = new_run_dir("detection", out)
@@ -227,18 +227,25 @@ def _classifier_from(config: dict[str, Any], weights: str | None):
 
 
 def run_classifier_eval(data: Path | str, config: dict[str, Any], split: str | None = None,
-                        compare: str | None = None, threshold: float = 0.5, out: Path | str | None = None,
+                        compare: str | None = None, threshold: float | None = None, out: Path | str | None = None,
                         progress: Progress | None = None, include_extra_normal: bool = True) -> EvalOutcome:
     """Evaluate the classifier of `config` (and optionally `compare`, a second weight file or manifest name) on
-    labelled crops; see classification.evaluate for the layouts."""
-    from classification.evaluate import (DatasetFormatError, classifier_metrics, load_crop_dataset, mcnemar,
-                                         metrics_dict, predict_crops, write_classifier_outputs)
+    labelled crops; see classification.evaluate for the layouts. `threshold`: blast at p_blast >= it (default: the
+    operating threshold stored with the weights, chosen on validation; 0.5 for weights without one). Reported
+    overall, per group of crops (a crop build's group x diagnosis, and the non-blast cells of ALL images as their
+    own row) and as calibration (reliability curve, ECE)."""
+    from classification.calibration import plot_reliability, reliability
+    from classification.evaluate import (DatasetFormatError, classifier_metrics, group_table, load_crop_dataset,
+                                         mcnemar, metrics_dict, predict_crops, write_classifier_outputs)
 
-    if not 0 < threshold < 1:
+    if threshold is not None and not 0 < threshold < 1:
         raise WorkbenchError(f"--threshold must be between 0 and 1, not {threshold}")
     if not Path(data).expanduser().exists():
         raise DatasetError(f"crop data not found: {data}")
     classifier, info = _classifier_from(config, None)
+    threshold_source = "given" if threshold is not None else "weights (chosen on validation)" \
+        if classifier.spec.meta.get("threshold") else "default (arg-max)"
+    threshold = float(threshold) if threshold is not None else classifier.threshold
     second = _classifier_from(config, compare) if compare is not None else None
     blast = config["classifier"]["blast_class"].lower()
     try:
@@ -264,14 +271,30 @@ def run_classifier_eval(data: Path | str, config: dict[str, Any], split: str | N
         extra["compare"] = {"weights": _weights_info(second[1]), "summary": m2.summary(),
                             "metrics": metrics_dict(m2), "mcnemar": asdict(test)}
     files = write_classifier_outputs(run_dir, samples, p, metrics, info.name, compare_args)
-    summary = metrics.summary()
+    groups = group_table(samples, y, p, threshold)
+    if groups:
+        write_atomic(run_dir / "per_group.csv", csv_text([{"group": g, **v} for g, v in groups.items()],
+                                                         ["group", "n", "n_blast", "correct", "precision", "recall",
+                                                          "specificity", "f1", "tp", "fp", "fn", "tn"]))
+        files["tables"]["per_group"] = "per_group.csv"
+    calibration = reliability(y, p)
+    plot_reliability(run_dir / "reliability.png", calibration, f"{info.name}: reliability of p_blast")
+    files["plots"]["reliability"] = "reliability.png"
+    from classification.sheets import hardest_sheet
+
+    # the reviewer's view of what is still confused: the most blast-like non-blasts, the least blast-like blasts
+    if hardest_sheet(run_dir / "hardest_non_blasts.jpg", samples, p, blast=False):
+        files["plots"]["hardest_non_blasts"] = "hardest_non_blasts.jpg"
+    if hardest_sheet(run_dir / "hardest_blasts.jpg", samples, p, blast=True):
+        files["plots"]["hardest_blasts"] = "hardest_blasts.jpg"
+    summary = {**metrics.summary(), "ece": calibration["ece"]}
     if second is not None:
         summary["mcnemar_p"] = extra["compare"]["mcnemar"]["p_value"]
     result = base_metrics(
         "classifier", _weights_info(info), str(data), used_split,
-        {"blast": threshold, "best_f1": metrics.best_f1["threshold"], "positive_class": blast,
-         "extra_normal": include_extra_normal},
-        summary, metrics.per_class, files["plots"], files["tables"],
+        {"blast": threshold, "blast_from": threshold_source, "best_f1": metrics.best_f1["threshold"],
+         "positive_class": blast, "extra_normal": include_extra_normal},
+        summary, metrics.per_class, files["plots"], files["tables"], per_group=groups, calibration=calibration,
         ci95=metrics.ci95, bootstrap=metrics.bootstrap, best_f1=metrics.best_f1,
         confusion_matrix={"labels": metrics.labels, "matrix": metrics.confusion, "rows": "true",
                           "columns": "predicted"},
@@ -455,9 +478,13 @@ class PipelineMetrics:
     image_level: dict[str, Any]                # "contains blasts": tp, fp, fn, tn, sensitivity, specificity
     cell_confusion: list[list[int]] | None
     per_image: list[dict[str, Any]]
+    per_group: dict[str, dict[str, Any]] = field(default_factory=dict)   # camera (image size) x diagnosis
 
     def summary(self) -> dict[str, Any]:
+        no_blast = [p for p in self.per_image if not p["true_contains_blasts"]]
         return {
+            "false_blasts_per_image": _mean([p["blast_fp"] for p in self.per_image]),
+            "false_blasts_per_image_without_blasts": _mean([p["blast_fp"] for p in no_blast]),
             "wbc_precision": self.wbc["precision"] if self.wbc else None,
             "wbc_recall": self.wbc["recall"] if self.wbc else None,
             "blast_precision": self.blast["precision"], "blast_recall": self.blast["recall"],
@@ -468,6 +495,31 @@ class PipelineMetrics:
             "predicted_blasts": self.counts["predicted_blasts"],
             "blast_best_f1_threshold": self.blast_best_f1["threshold"], "blast_best_f1": self.blast_best_f1["f1"],
         }
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return round(float(np.mean(values)), 4) if len(values) else None
+
+
+def image_group(result: SmearResult, truth: "ImageTruth") -> str:
+    """The stratum an image is reported in: its camera (the image size stands for it) x its diagnosis (whether
+    the truth holds blasts). Camera and diagnosis are confounded in ALL-IDB1: a pooled number hides either."""
+    return f"{result.width}x{result.height} / {'blasts' if truth.n_blast > 0 else 'no blasts'}"
+
+
+def _group_metrics(rows: Sequence[dict[str, Any]], per_image: Sequence[dict[str, Any]], points: bool
+                   ) -> dict[str, Any]:
+    def total(key: str) -> int:
+        return int(sum(row[key] for row in rows))
+
+    out: dict[str, Any] = {"images": len(rows)}
+    out["blast"] = _prf(total("blast_tp"), total("blast_fp"), total("blast_fn"))
+    out["false_blasts_per_image"] = _mean([p["blast_fp"] for p in per_image])
+    out["blast_mae"] = _mean([abs(p["blast_count_error"]) for p in per_image])
+    out["true_blast_pct"] = round(100 * total("true_blast") / max(1, total("true_wbc")), 2) if not points else None
+    if not points:
+        out["wbc"] = _prf(total("wbc_tp"), total("pred_wbc") - total("wbc_tp"), total("true_wbc") - total("wbc_tp"))
+    return out
 
 
 def evaluate_pipeline(results: Sequence[SmearResult], truths: dict[str, ImageTruth],
@@ -493,7 +545,7 @@ def evaluate_pipeline(results: Sequence[SmearResult], truths: dict[str, ImageTru
             "pred_wbc": row["pred_wbc"], "wbc_tp": row["wbc_tp"], "true_blast": row["true_blast"],
             "pred_blast": row["pred_blast"], "blast_tp": row["blast_tp"], "blast_fp": row["blast_fp"],
             "blast_fn": row["blast_fn"], "blast_count_error": row["pred_blast"] - row["true_blast"],
-            "true_contains_blasts": true_pos, "pred_contains_blasts": pred_pos,
+            "true_contains_blasts": true_pos, "pred_contains_blasts": pred_pos, "group": image_group(r, truth),
         })
 
     def total(key: str) -> int:
@@ -516,10 +568,14 @@ def evaluate_pipeline(results: Sequence[SmearResult], truths: dict[str, ImageTru
     tn = sum(not p["true_contains_blasts"] and not p["pred_contains_blasts"] for p in per_image)
     image_level = {"tp": tp, "fn": fn, "fp": fp, "tn": tn, "positives": tp + fn, "negatives": fp + tn,
                    "sensitivity": _div(tp, tp + fn), "specificity": _div(tn, tn + fp)}
+    per_group = {}
+    for group in sorted({p["group"] for p in per_image}):
+        index = [i for i, p in enumerate(per_image) if p["group"] == group]
+        per_group[group] = _group_metrics([rows[i] for i in index], [per_image[i] for i in index], points)
     return PipelineMetrics(
         mode="points" if points else "boxes", images=len(ok), wbc=wbc, blast=blast,
         blast_best_f1=_blast_sweep(ok, truths, iou_match), counts=counts, image_level=image_level,
-        cell_confusion=None if points else confusion.tolist(), per_image=per_image)
+        cell_confusion=None if points else confusion.tolist(), per_image=per_image, per_group=per_group)
 
 
 def _blast_sweep(results: Sequence[SmearResult], truths: dict[str, ImageTruth], iou_match: float) -> dict[str, Any]:
@@ -539,8 +595,9 @@ def _blast_sweep(results: Sequence[SmearResult], truths: dict[str, ImageTruth], 
 # pipeline: outputs and the run
 
 
-PIPELINE_COLUMNS = ["image", "label_file", "true_wbc", "pred_wbc", "wbc_tp", "true_blast", "pred_blast", "blast_tp",
-                    "blast_fp", "blast_fn", "blast_count_error", "true_contains_blasts", "pred_contains_blasts"]
+PIPELINE_COLUMNS = ["image", "group", "label_file", "true_wbc", "pred_wbc", "wbc_tp", "true_blast", "pred_blast",
+                    "blast_tp", "blast_fp", "blast_fn", "blast_count_error", "true_contains_blasts",
+                    "pred_contains_blasts"]
 
 
 def write_pipeline_outputs(run_dir: Path, metrics: PipelineMetrics) -> dict[str, dict[str, str]]:
@@ -552,6 +609,12 @@ def write_pipeline_outputs(run_dir: Path, metrics: PipelineMetrics) -> dict[str,
               ("counts", metrics.counts), ("image_level", metrics.image_level))
     for group, values in groups:
         rows += [{"group": group, "metric": k, "value": v} for k, v in values.items()]
+    for name, g in metrics.per_group.items():   # every number per camera x diagnosis too
+        for key, value in g.items():
+            if isinstance(value, dict):
+                rows += [{"group": name, "metric": f"{key}_{k}", "value": v} for k, v in value.items()]
+            else:
+                rows.append({"group": name, "metric": key, "value": value})
     write_atomic(run_dir / "metrics.csv", csv_text(rows, ["group", "metric", "value"]))
 
     fig = new_figure(5.2, 5.0)
@@ -628,10 +691,12 @@ def run_pipeline_eval(images: Path | str, labels: Path | str, config: dict[str, 
     result = base_metrics(
         "pipeline", weights, str(images), None,
         {"det_conf": config["detector"]["conf"], "nms_iou": config["detector"]["iou"], "iou_match": IOU_MATCH,
-         "blast": "classifier label (arg-max, i.e. p_blast >= 0.5 for two classes)",
+         "blast": f"classifier label: p_blast >= {analyzer.classifier.threshold:g} (the weights' operating "
+                  f"threshold, chosen on validation)",
          "blast_best_f1": metrics.blast_best_f1["threshold"],
          **({"points_hit": "expert point inside a predicted blast box"} if points else {})},
         metrics.summary(), None, files["plots"], {**files["tables"], "results": "results.json"},
+        per_group=metrics.per_group,
         labels=str(labels), mode=metrics.mode, names=label_names, wbc=metrics.wbc, blast=metrics.blast,
         blast_best_f1=metrics.blast_best_f1, counts=metrics.counts, image_level=metrics.image_level,
         cell_confusion={"labels": ["blast", "normal", "not detected"],
