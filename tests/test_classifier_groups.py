@@ -69,3 +69,25 @@ def test_threshold_stored_with_the_weights_is_used(tmp_path):
     assert classifier.label(np.array([0.85, 0.15])).label == "blast"
     assert BlastClassifier(path, threshold=0.5).label(np.array([0.7, 0.3])).label == "blast"
     assert classifier.field_px(0.1) == pytest.approx(220.0) and classifier.field_px(None) is None
+
+
+def test_eval_group_table_and_calibration_hand_computed():
+    from pathlib import Path
+
+    from classification.calibration import reliability
+    from classification.evaluate import ALL_NON_BLAST, CropSample, group_table
+
+    samples = [CropSample(Path("a"), "blast", group="canon/ALL"), CropSample(Path("b"), "normal", group="canon/ALL"),
+               CropSample(Path("c"), "normal", group="pbc/healthy"), CropSample(Path("d"), "normal",
+                                                                               group="pbc/healthy")]
+    y = np.array([True, False, False, False])
+    p = np.array([0.95, 0.65, 0.15, 0.05])
+    table = group_table(samples, y, p, threshold=0.6)
+    assert table["canon/ALL"]["precision"] == 0.5 and table["canon/ALL"]["specificity"] == 0.0
+    assert table["pbc/healthy"]["correct"] == 1.0 and table["pbc/healthy"]["precision"] is None
+    assert table[ALL_NON_BLAST] == {**table[ALL_NON_BLAST], "n": 1, "fp": 1, "correct": 0.0}
+    # bins of width 0.1: [0.9, 1] mean .95 all blast (gap .05); [0.6, .7) .65 no blast (gap .65); [0.1, .2) .15
+    # (gap .15); [0, .1) .05 (gap .05): ECE = (.05 + .65 + .15 + .05) / 4
+    cal = reliability(y, p)
+    assert cal["ece"] == pytest.approx((0.05 + 0.65 + 0.15 + 0.05) / 4) and cal["mce"] == pytest.approx(0.65)
+    assert sum(b["n"] for b in cal["bins"]) == 4

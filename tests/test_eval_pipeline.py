@@ -240,3 +240,26 @@ def test_cli_eval_pipeline_bad_inputs(capsys, tmp_path, smears, runs_root, tiny_
     code, _, err = run(capsys, "eval", "pipeline", "--images", smears / "images", "--labels", labels, *args)
     assert code == EXIT_ERROR and "class id 2 is out of range" in err and len(err.splitlines()) == 1
     assert not runs_root.exists() or not any(runs_root.iterdir())  # nothing saved for a refused run
+
+
+def test_per_group_numbers_against_a_hand_computed_case(bccd_truth):
+    """Same errors as above, read per camera x diagnosis: the false blast of the healthy image shows only in the
+    'no blasts' group, the missed blast only in the 'blasts' group."""
+    gt, truths = bccd_truth
+    results = perfect_results(gt, truths)
+    healthy = next(r for r in results if r.cells and truths[r.image_path].n_blast == 0)
+    healthy.cells[0] = cell(0, healthy.cells[0].xyxy, "blast")
+    leukaemic = next(r for r in results if any(c.label == "blast" for c in r.cells))
+    k = next(i for i, c in enumerate(leukaemic.cells) if c.label == "blast")
+    leukaemic.cells[k] = cell(k, leukaemic.cells[k].xyxy, "normal")
+    m = evaluate_pipeline(results, truths)
+    assert set(m.per_group) == {"640x480 / blasts", "640x480 / no blasts"}
+    with_blasts, without = m.per_group["640x480 / blasts"], m.per_group["640x480 / no blasts"]
+    n_with = sum(1 for t in truths.values() if t.n_blast > 0)
+    n_blast = sum(t.n_blast for t in truths.values())
+    assert with_blasts["images"] == n_with and without["images"] == len(results) - n_with
+    assert (with_blasts["blast"]["tp"], with_blasts["blast"]["fp"], with_blasts["blast"]["fn"]) == (n_blast - 1, 0, 1)
+    assert (without["blast"]["tp"], without["blast"]["fp"], without["blast"]["fn"]) == (0, 1, 0)
+    assert without["false_blasts_per_image"] == round(1 / without["images"], 4)
+    assert m.summary()["false_blasts_per_image_without_blasts"] == round(1 / without["images"], 4)
+    assert {r["group"] for r in m.per_image} == set(m.per_group)
