@@ -23,9 +23,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from workbench.config import load_config  # noqa: E402
-from workbench.images import load_image  # noqa: E402
-from workbench.pipeline import SmearAnalyzer  # noqa: E402
+from workbench.app.config import load_config  # noqa: E402
+from workbench.core.images import load_image  # noqa: E402
+from workbench.app.pipeline import SmearAnalyzer  # noqa: E402
 
 
 def default_images() -> list[Path]:
@@ -80,7 +80,7 @@ def main() -> None:
         bare = timed(lambda: bare_predict(bgr), args.repeat)
         result = analyzer.analyze_image(path)
         boxes = [c.xyxy for c in result.cells]
-        crops = __import__("classification.crops", fromlist=["crop_cells"]).crop_cells(
+        crops = __import__("workbench.core.crops", fromlist=["crop_cells"]).crop_cells(
             image, boxes, config["classifier"]["margin"], analyzer.classifier.input_size)
         b3 = timed(lambda: analyzer.classifier.predict_proba(crops), args.repeat)
         whole = timed(lambda: analyzer.analyze_image(path), args.repeat)

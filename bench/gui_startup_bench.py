@@ -26,7 +26,7 @@ window = mw.MainWindow(store=QSettings(sys.argv[1], QSettings.Format.IniFormat))
 window.show()
 app.processEvents()
 elapsed = time.perf_counter() - t0
-heavy = [m for m in ("torch", "ultralytics", "cv2", "workbench.pipeline") if m in sys.modules]
+heavy = [m for m in ("torch", "ultralytics", "cv2", "workbench.app.pipeline") if m in sys.modules]
 print(f"{elapsed:.3f} {','.join(heavy) or '-'}")
 """
 

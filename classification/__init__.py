@@ -4,8 +4,8 @@ Importing this package never imports Qt, and torch only once a model is built or
 the records cheaply.
 """
 
-from classification.errors import ClassifierLoadError
 from classification.records import CellLabel, ClassifierSpec
+from workbench.core.errors import ClassifierLoadError
 
 __all__ = [
     "BlastClassifier",

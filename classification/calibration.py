@@ -40,7 +40,7 @@ def reliability(y_true: Sequence[bool], p_blast: Sequence[float], bins: int = BI
 
 
 def plot_reliability(path, table: dict[str, Any], title: str) -> None:
-    from detection.evaluate import new_figure, save_figure
+    from workbench.core.plots import new_figure, save_figure
 
     fig = new_figure(5.2, 5.2)
     ax = fig.add_subplot()

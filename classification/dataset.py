@@ -1,6 +1,6 @@
 """The blast / normal crop dataset as files: one record per crop (`split.csv`) and a torch Dataset over them.
 
-`classification.build_crops` writes a build (see its docstring for the sources and the split by source image);
+`workbench.builders.crop_set` writes a build (see its docstring for the sources and the split by source image);
 training, `workbench eval classifier` and the comparison tools read it through `read_split_file` / `CropDataset`.
 
 The class order is fixed: CLASS_NAMES = ("blast", "normal"), blast = index 0 = the positive class. It is the one
@@ -9,96 +9,42 @@ class map of the package; datasets, training and checkpoints all use it and neve
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections import Counter
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 import cv2
 import numpy as np
 
+from workbench.core.images import IMAGE_EXTENSIONS
+
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["CLASS_INDEX", "CLASS_NAMES", "SPLITS", "CropDataset", "CropRecord", "read_split_file"]
+from workbench.builders.crop_records import (
+    CLASS_INDEX,
+    CLASS_NAMES,
+    CSV_FIELDS,
+    REPORT_FILE,
+    REQUIRED_FIELDS,
+    SPLIT_FILE,
+    SPLITS,
+    CropRecord,
+    read_split_file,
+)
+
+__all__ = ["CLASS_INDEX", "CLASS_NAMES", "CSV_FIELDS", "REPORT_FILE", "REQUIRED_FIELDS", "SPLITS", "SPLIT_FILE",
+           "CropDataset", "CropRecord", "read_split_file"]
 
 log = logging.getLogger(__name__)
 
-CLASS_NAMES: tuple[str, ...] = ("blast", "normal")  # THE class map: index 0 = blast = positive class
-CLASS_INDEX: dict[str, int] = {name: i for i, name in enumerate(CLASS_NAMES)}
-SPLITS: tuple[str, ...] = ("train", "val", "test")
-SPLIT_FILE = "split.csv"
-REPORT_FILE = "build_report.json"
-REQUIRED_FIELDS = ("file", "label", "split", "dataset", "source_image", "x1", "y1", "x2", "y2", "extra_normal")
-CSV_FIELDS = (*REQUIRED_FIELDS, "group", "diagnosis", "cell_type", "um_per_px")
-_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-
-
-@dataclass
-class CropRecord:
-    """One crop: its file relative to the dataset folder, label, split, origin and box in the source image.
-
-    `dataset`: the source (allidb1, bccd, txl_raabin, txl_bcd, pbc); `group`: the lab / camera stratum used for
-    balanced sampling and per-group metrics; `diagnosis`: ALL / healthy / unknown of the source image; `cell_type`:
-    blast, marked_normal, unmarked_segmentation, unmarked_smudge, wbc, pbc_<type>; `extra_normal`: a normal cell
-    from outside ALL-IDB (evaluation can leave these out); `um_per_px`: the source image's pixel size."""
-
-    file: str
-    label: str
-    split: str
-    dataset: str
-    source_image: str
-    x1: float
-    y1: float
-    x2: float
-    y2: float
-    extra_normal: bool = False
-    group: str = ""
-    diagnosis: str = ""
-    cell_type: str = ""
-    um_per_px: float = 0.0
-
-    def row(self) -> dict[str, Any]:
-        row = asdict(self)
-        for key in ("x1", "y1", "x2", "y2"):
-            row[key] = f"{row[key]:.1f}"
-        row["extra_normal"] = int(self.extra_normal)
-        return row
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# reading
+_IMAGE_EXTS = IMAGE_EXTENSIONS
 
 
 def _read_rgb(path: Path) -> np.ndarray | None:
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # 8-bit BGR whatever the file holds
     return None if image is None else np.ascontiguousarray(image[:, :, ::-1])
-
-
-def read_split_file(path: Path | str) -> list[CropRecord]:
-    """The records of a split.csv written by classification.build_crops, in file order."""
-    path = Path(path)
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = set(REQUIRED_FIELDS) - set(reader.fieldnames or ())
-        if missing:
-            raise ValueError(f"{path}: not a crop split file (missing columns {sorted(missing)})")
-        records = []
-        for line, row in enumerate(reader, start=2):
-            if row["label"] not in CLASS_INDEX:
-                raise ValueError(f"{path}:{line}: label {row['label']!r} is not one of {list(CLASS_NAMES)}")
-            if row["split"] not in SPLITS:
-                raise ValueError(f"{path}:{line}: split {row['split']!r} is not one of {list(SPLITS)}")
-            records.append(CropRecord(
-                file=row["file"], label=row["label"], split=row["split"], dataset=row["dataset"],
-                source_image=row["source_image"], x1=float(row["x1"]), y1=float(row["y1"]), x2=float(row["x2"]),
-                y2=float(row["y2"]), extra_normal=row["extra_normal"].strip() in ("1", "true", "True"),
-                group=row.get("group") or row["dataset"], diagnosis=row.get("diagnosis") or "",
-                cell_type=row.get("cell_type") or "", um_per_px=float(row.get("um_per_px") or 0.0),
-            ))
-    return records
 
 
 class CropDataset:

@@ -26,9 +26,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from detection.evaluate import (IMAGE_SUFFIXES, DatasetFormatError, new_figure, pil_open, plot_confusion_matrix,
-                                save_figure)
-from detection.fileio import csv_text, write_atomic
+from workbench.core.errors import DatasetFormatError
+from workbench.core.fileio import csv_text, write_atomic
+from workbench.core.images import IMAGE_EXTENSIONS, pil_open
+from workbench.core.plots import new_figure, plot_confusion_matrix, save_figure
 
 __all__ = [
     "BOOTSTRAP_RESAMPLES",
@@ -136,7 +137,7 @@ def _from_folders(root: Path, known: list[str]) -> list[CropSample]:
             raise DatasetFormatError(f"{folder}: folder '{folder.name}' is not one of the classifier's classes "
                                      f"{known}")
         samples += [CropSample(p, label) for p in sorted(folder.iterdir())
-                    if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+                    if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
     if not samples:
         raise DatasetFormatError(f"{root} holds no crop images in class folders {known}")
     return samples
@@ -172,7 +173,7 @@ def _from_csv(path: Path, known: list[str], split: str) -> tuple[list[CropSample
 
 
 def _load_crop(path: Path, size: int) -> np.ndarray:
-    from classification.crops import crop_cell
+    from workbench.core.crops import crop_cell
 
     try:
         with pil_open(path) as im:

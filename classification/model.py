@@ -14,9 +14,9 @@ import torch
 from torch import nn
 from torchvision.models import efficientnet_b3
 
-from classification.errors import ClassifierLoadError
-from detection.fileio import atomic_open
 from classification.records import ClassifierSpec
+from workbench.core.errors import ClassifierLoadError
+from workbench.core.fileio import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -213,8 +213,13 @@ def _spec_from(path: Path, ckpt: dict) -> ClassifierSpec:
     if architecture != ARCHITECTURE:
         raise ClassifierLoadError(f"{path}: unknown classifier architecture {architecture!r} (expected {ARCHITECTURE!r})")
     names = ckpt.get("class_names")
-    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) for n in names):
+    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) and n.strip() for n in names):
         raise ClassifierLoadError(f"{path}: checkpoint has no valid class_names list")
+    if len(names) < 2:
+        raise ClassifierLoadError(f"{path}: a classifier needs at least 2 classes, this one has {list(names)} (it "
+                                  f"would call every cell the same)")
+    if len({n.strip().lower() for n in names}) != len(names):
+        raise ClassifierLoadError(f"{path}: class names {list(names)} name a class twice")
     size = ckpt.get("input_size")
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise ClassifierLoadError(f"{path}: checkpoint input_size {size!r} is not a positive integer")

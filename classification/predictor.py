@@ -10,10 +10,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from classification.crops import Box, crop_cells, to_tensor_batch
-from classification.errors import ClassifierLoadError
 from classification.model import load_classifier
+from workbench.core.classmap import BLAST, NORMAL
 from classification.records import CellLabel, ClassifierSpec
+from workbench.core.crops import Box, crop_cells, to_tensor_batch
+from workbench.core.errors import ClassifierLoadError
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,16 @@ class BlastClassifier:
         self.threshold = float(threshold) if threshold is not None else self._spec.threshold
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), not {self.threshold}")
+        self._self_test(Path(weights))
+
+    def _self_test(self, path: Path) -> None:
+        """Damaged weights (flipped bytes in a float) load fine and then call every cell blast with p_blast NaN:
+        one forward pass on a plain crop says so at load time instead."""
+        size = self._spec.input_size
+        probe = np.full((size, size, 3), 200, np.uint8)
+        probe[size // 4: 3 * size // 4, size // 4: 3 * size // 4] = (120, 80, 160)   # a purple disc-ish block
+        if not np.isfinite(self.predict_proba([probe])).all():
+            raise ClassifierLoadError(f"{path}: the classifier gives non-finite probabilities (damaged weights?)")
 
     @property
     def spec(self) -> ClassifierSpec:
@@ -93,16 +104,14 @@ class BlastClassifier:
         return crop_cells(image, boxes, self.margin, self._spec.input_size, self.field_px(um_per_px))
 
     def label(self, row: np.ndarray) -> CellLabel:
-        """The label of one probability row: blast when p_blast reaches the operating threshold (chosen on
-        validation and stored with the weights), else the most probable other class."""
+        """The label of one probability row, in the app's one class map (workbench.core.classmap): `blast` when
+        p_blast reaches the operating threshold (chosen on validation, stored with the weights), else `normal`,
+        whatever the checkpoint calls its classes (`BLAST` / `Normal`, ...): counts and results never depend on a
+        model's spelling. `label_conf` is the probability of the call (p_blast, or 1 - p_blast)."""
         p_blast = float(row[self._blast_index])
-        if len(row) == 2 or p_blast >= self.threshold:
-            best = self._blast_index if p_blast >= self.threshold else 1 - self._blast_index if len(row) == 2 \
-                else self._blast_index
-        else:
-            others = [i for i in range(len(row)) if i != self._blast_index]
-            best = max(others, key=lambda i: row[i])
-        return CellLabel(label=self._spec.class_names[best], label_conf=float(row[best]), p_blast=p_blast)
+        if p_blast >= self.threshold:
+            return CellLabel(label=BLAST, label_conf=p_blast, p_blast=p_blast)
+        return CellLabel(label=NORMAL, label_conf=float(1.0 - p_blast), p_blast=p_blast)
 
     def classify_boxes(self, image: np.ndarray, boxes: Sequence[Box],
                        um_per_px: float | None = None) -> list[CellLabel]:

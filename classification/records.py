@@ -18,7 +18,7 @@ class ClassifierSpec:
 
     @property
     def field_um(self) -> float | None:
-        """The crops' field of view in micrometres (classification.build_crops); None: box-framed crops (older
+        """The crops' field of view in micrometres (workbench.builders.crop_set); None: box-framed crops (older
         weights), cut around the box plus the margin whatever the pixel size."""
         crop = self.meta.get("crop") if isinstance(self.meta.get("crop"), dict) else {}
         value = crop.get("field_um")

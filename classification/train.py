@@ -25,20 +25,16 @@ rank takes the same early-stopping / LR decisions.
 
 from __future__ import annotations
 
-import argparse
-import copy
 import csv
 import hashlib
 import json
 import logging
-import math
 import os
 import random
 import sys
 import time
-import typing
 from collections import Counter
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -49,353 +45,22 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from classification.dataset import CLASS_NAMES, SPLIT_FILE, CropDataset, CropRecord
+from classification.distributed import Dist, all_reduce_sum, barrier, gather, resolve_device
 from classification.model import IMAGENET_MEAN, IMAGENET_STD, build_efficientnet_b3, load_classifier, save_classifier
-from detection.fileio import atomic_open
+from classification.train_config import (BEST_NAME, LAST_NAME, LOG_FIELDS, LOG_NAME,
+                                         ClassifierTrainConfig, PlateauRule, TrainResult, build_parser,
+                                         config_from_args)
+from classification.augment import build_transforms
+from classification.train_state import _cpu_copy, _load_state, _save_state, _seed_all, _set_rng_state
+from classification.train_metrics import (BLAST, _num, _val_metrics, binary_metrics, choose_threshold,
+                                          group_metrics, sample_group, sample_weights)
+from workbench.core.fileio import atomic_open
 
-__all__ = [
-    "ClassifierTrainConfig",
-    "PlateauDecision",
-    "PlateauRule",
-    "TrainResult",
-    "binary_metrics",
-    "build_parser",
-    "build_transforms",
-    "config_from_args",
-    "main",
-    "train_classifier",
-]
+__all__ = ["ClassifierTrainConfig", "PlateauRule", "TrainResult", "binary_metrics", "build_parser",
+           "build_transforms", "choose_threshold", "config_from_args", "group_metrics", "main", "sample_group",
+           "sample_weights", "train_classifier"]
 
 log = logging.getLogger(__name__)
-
-BEST_NAME = "best.pt"
-LAST_NAME = "last_state.pt"
-LOG_NAME = "log.csv"
-LOG_FIELDS = ("epoch", "phase", "train_loss", "train_acc", "val_loss", "val_acc", "val_bal_acc", "val_auc", "lr",
-              "seconds", "val_seconds", "action")
-BLAST = CLASS_NAMES.index("blast")  # the positive class of every metric
-BALANCE_MODES = ("groups", "sampler", "loss", "none")
-SELECT_MODES = ("group_loss", "loss")
-UNFREEZE_MODES = ("half", "all")
-STATE_FORMAT = "smear-workbench-classifier-train-state/1"
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# configuration
-
-
-def _opt(help_text: str, **extra: Any) -> dict[str, Any]:
-    return {"help": help_text, **extra}
-
-
-@dataclass
-class ClassifierTrainConfig:
-    """Everything a training run depends on; saved into the checkpoint meta. Field docs double as CLI help."""
-
-    data: str = field(metadata=_opt("crop build folder (holding split.csv) or a split.csv"))
-    out: str = field(default="runs/classifier/train", metadata=_opt("output folder: best.pt, last_state.pt, log.csv"))
-    input_size: int = field(default=300, metadata=_opt("network input side in px"))
-    epochs: int = field(default=60, metadata=_opt("last epoch to train (resume may raise it)"))
-    batch: int = field(default=16, metadata=_opt("batch size per process"))
-    lr: float = field(default=1e-4, metadata=_opt("AdamW learning rate"))
-    weight_decay: float = field(default=1e-4, metadata=_opt("AdamW weight decay"))
-    min_lr: float = field(default=1e-6, metadata=_opt("floor of the dynamic LR"))
-    lr_factor: float = field(default=0.5, metadata=_opt("LR multiplier when validation loss rises above the best"))
-    lr_patience: int = field(default=1, metadata=_opt("restore the best and cut the LR every N epochs without a "
-                                                      "better validation loss (1: at every rise)"))
-    patience: int = field(default=10, metadata=_opt("stop after this many epochs without a better validation loss"))
-    label_smoothing: float = field(default=0.1, metadata=_opt("cross-entropy label smoothing"))
-    grad_clip: float = field(default=1.0, metadata=_opt("gradient norm clip (0: off)"))
-    balance: str = field(default="groups", metadata=_opt(
-        "sampling balance: groups = each class half of every batch, and within a class each source group (lab / "
-        "camera x diagnosis) by the square root of its size, so no lab and no camera dominates; sampler = classes "
-        "only; loss = class weights in the loss", choices=BALANCE_MODES))
-    epoch_samples: int | None = field(default=None, metadata=_opt(
-        "crops drawn per epoch by the balanced sampler (default: the train split's size)"))
-    select_by: str = field(default="group_loss", metadata=_opt(
-        "model selection: group_loss = mean over (class, source group) of the validation loss, so a model cannot "
-        "win by one camera; loss = class-balanced loss", choices=SELECT_MODES))
-    stain_p: float = field(default=0.5, metadata=_opt("probability of a stain (HED) jitter per crop"))
-    stain_alpha: float = field(default=0.2, metadata=_opt("stain jitter: each stain scaled by 1 +- alpha"))
-    stain_beta: float = field(default=0.03, metadata=_opt("stain jitter: each stain shifted by +- beta (OD)"))
-    gray_p: float = field(default=0.1, metadata=_opt("probability of a grey-scale crop"))
-    freeze_epochs: int = field(default=0, metadata=_opt("epochs with the backbone frozen (head only) first; "
-                                                        "meant for --pretrained weights"))
-    unfreeze: str = field(default="half", metadata=_opt("what trains after freeze_epochs", choices=UNFREEZE_MODES))
-    augment: bool = field(default=True, metadata=_opt("training augmentation"))
-    scale_min: float = field(default=0.75, metadata=_opt(
-        "random resized crop: smallest area fraction (zoom); crops have a fixed field of view in micrometres, so a "
-        "strong zoom would hide cell size"))
-    degrees: float = field(default=180.0, metadata=_opt("random rotation range +-degrees"))
-    shear: float = field(default=10.0, metadata=_opt("random shear range +-degrees"))
-    hflip: float = field(default=0.5, metadata=_opt("horizontal flip probability"))
-    vflip: float = field(default=0.5, metadata=_opt("vertical flip probability"))
-    brightness: float = field(default=0.2, metadata=_opt("colour jitter brightness"))
-    contrast: float = field(default=0.2, metadata=_opt("colour jitter contrast"))
-    saturation: float = field(default=0.2, metadata=_opt("colour jitter saturation"))
-    hue: float = field(default=0.03, metadata=_opt("colour jitter hue"))
-    include_extra_normal: bool = field(default=True, metadata=_opt("train/validate on the BCCD extra normals too"))
-    max_per_split: int | None = field(default=None, metadata=_opt("use at most N crops per split (smoke runs)"))
-    pretrained: str | None = field(default=None, metadata=_opt("EfficientNet-B3 weights file to start from"))
-    seed: int = field(default=0, metadata=_opt("random seed"))
-    deterministic: bool = field(default=False, metadata=_opt("torch.use_deterministic_algorithms (slower)"))
-    num_threads: int | None = field(default=None, metadata=_opt("torch CPU threads per process"))
-    workers: int = field(default=2, metadata=_opt("data loader worker processes"))
-    device: str = field(default="auto", metadata=_opt("auto, cpu, cuda or cuda:N (DDP: each rank its LOCAL_RANK)"))
-    amp: bool = field(default=True, metadata=_opt("bfloat16 autocast on CUDA (ignored on CPU)"))
-    resume: bool = field(default=False, metadata=_opt("continue from out/last_state.pt"))
-    exist_ok: bool = field(default=False, metadata=_opt("start afresh even if out/ holds an earlier run"))
-
-    def check(self) -> None:
-        if self.balance not in BALANCE_MODES:
-            raise ValueError(f"balance must be one of {BALANCE_MODES}, not {self.balance!r}")
-        if self.unfreeze not in UNFREEZE_MODES:
-            raise ValueError(f"unfreeze must be one of {UNFREEZE_MODES}, not {self.unfreeze!r}")
-        for name in ("input_size", "epochs", "batch", "patience", "lr_patience"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
-        if not (self.lr > 0 and 0 < self.lr_factor <= 1 and 0 <= self.min_lr <= self.lr):
-            raise ValueError(f"need lr > 0, 0 < lr_factor <= 1, 0 <= min_lr <= lr (got {self.lr}, {self.lr_factor}, "
-                             f"{self.min_lr})")
-        if self.select_by not in SELECT_MODES:
-            raise ValueError(f"select_by must be one of {SELECT_MODES}, not {self.select_by!r}")
-        for name in ("stain_p", "gray_p"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be in [0, 1], not {getattr(self, name)}")
-        if self.epoch_samples is not None and self.epoch_samples < 1:
-            raise ValueError(f"epoch_samples must be at least 1, not {self.epoch_samples}")
-        if not 0 < self.scale_min <= 1:
-            raise ValueError(f"scale_min must be in (0, 1], not {self.scale_min}")
-        if self.freeze_epochs < 0 or self.workers < 0:
-            raise ValueError("freeze_epochs and workers must not be negative")
-
-
-@dataclass
-class TrainResult:
-    """What a run produced. `test` covers every test crop, `test_allidb` the ALL-IDB ones (no BCCD extras)."""
-
-    out_dir: str
-    best_path: str
-    last_state_path: str
-    log_path: str
-    best_epoch: int
-    last_epoch: int
-    stopped_early: bool
-    best_val: dict[str, Any]
-    test: dict[str, Any] | None
-    test_allidb: dict[str, Any] | None
-    seconds: float
-    world_size: int = 1
-    rank: int = 0
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# dynamic LR and early stopping: a pure rule, so it is testable without a network
-
-
-@dataclass(frozen=True)
-class PlateauDecision:
-    improved: bool        # new best validation loss: save it
-    restore_best: bool    # validation loss rose above the best: go back to the best weights
-    lr: float             # the learning rate for the next epoch
-    stop: bool            # patience exhausted: early stop
-
-
-@dataclass
-class PlateauRule:
-    """Best-so-far tracking: a better loss is saved; a worse one restores the best and multiplies the LR by
-    `factor` (never below `min_lr`); an equal one only counts towards `patience`. A non-finite loss counts as worse.
-    With `lr_patience` N > 1, only every N-th epoch without improvement restores and cuts, if that epoch is worse:
-    a noisy validation loss then does not halve the LR at every wobble."""
-
-    lr: float
-    factor: float = 0.5
-    min_lr: float = 1e-6
-    patience: int = 10
-    lr_patience: int = 1
-    best: float = math.inf
-    best_epoch: int = 0
-    bad_epochs: int = 0
-
-    def step(self, epoch: int, val_loss: float) -> PlateauDecision:
-        if math.isfinite(val_loss) and val_loss < self.best:
-            self.best, self.best_epoch, self.bad_epochs = float(val_loss), int(epoch), 0
-            return PlateauDecision(True, False, self.lr, False)
-        self.bad_epochs += 1
-        rose = (not math.isfinite(val_loss) or val_loss > self.best) and self.bad_epochs % self.lr_patience == 0
-        if rose:
-            self.lr = max(self.min_lr, self.lr * self.factor)
-        return PlateauDecision(False, rose and self.best_epoch > 0, self.lr, self.bad_epochs >= self.patience)
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# transforms
-
-
-class BackgroundAffine(nn.Module):
-    """Random rotation and shear of a uint8 (3, H, W) crop, filling uncovered corners with the median colour of the
-    crop's border (the smear background) rather than black, which would be a label-free cue the net could learn."""
-
-    def __init__(self, degrees: float, shear: float) -> None:
-        super().__init__()
-        self.degrees, self.shear = float(degrees), float(shear)
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        from torchvision.transforms.v2 import InterpolationMode
-        from torchvision.transforms.v2 import functional as F
-
-        if self.degrees == 0 and self.shear == 0:
-            return image
-        angle = float(torch.empty(1).uniform_(-self.degrees, self.degrees)) if self.degrees else 0.0
-        shear = [float(v) for v in torch.empty(2).uniform_(-self.shear, self.shear)] if self.shear else [0.0, 0.0]
-        border = torch.cat([image[:, 0, :], image[:, -1, :], image[:, :, 0], image[:, :, -1]], dim=1)
-        fill = [float(v) for v in border.float().median(dim=1).values]
-        return F.affine(image, angle=angle, translate=[0, 0], scale=1.0, shear=shear,
-                        interpolation=InterpolationMode.BILINEAR, fill=fill)
-
-
-class StainAugment(nn.Module):
-    """detection.stain.StainJitter (HED stain jitter, grey-scale) on a uint8 (3, H, W) crop."""
-
-    def __init__(self, jitter) -> None:
-        super().__init__()
-        self.jitter = jitter
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        generator = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,))))  # follows torch's seeding
-        array = image.permute(1, 2, 0).contiguous().numpy()
-        return torch.from_numpy(self.jitter(array, generator)).permute(2, 0, 1).contiguous()
-
-
-def build_transforms(config: ClassifierTrainConfig, train: bool) -> nn.Module:
-    """uint8 (3, H, W) crop -> normalised float (3, S, S). Evaluation only resizes, as inference crops are cut at S."""
-    from torchvision.transforms import v2
-
-    size = config.input_size
-    tail = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-    if not (train and config.augment):
-        return v2.Compose([v2.Resize((size, size), antialias=True), *tail])
-    steps: list[nn.Module] = [
-        # crop first: the remaining steps then work on S x S, not on the larger stored crop
-        v2.RandomResizedCrop(size, scale=(config.scale_min, 1.0), ratio=(0.85, 1.0 / 0.85), antialias=True),
-        v2.RandomHorizontalFlip(config.hflip),
-        v2.RandomVerticalFlip(config.vflip),
-    ]
-    if config.degrees or config.shear:
-        steps.append(BackgroundAffine(config.degrees, config.shear))
-    if any((config.brightness, config.contrast, config.saturation, config.hue)):
-        steps.append(v2.ColorJitter(config.brightness, config.contrast, config.saturation, config.hue))
-    if config.stain_p or config.gray_p:
-        from detection.stain import StainJitter
-
-        steps.append(StainAugment(StainJitter(config.stain_p, config.stain_alpha, config.stain_beta, config.gray_p)))
-    return v2.Compose([*steps, *tail])
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# metrics
-
-
-def binary_metrics(labels: Sequence[int], p_blast: Sequence[float], threshold: float = 0.5) -> dict[str, Any]:
-    """Blast-positive metrics from class indices (CLASS_NAMES order) and blast probabilities (scikit-learn).
-
-    The prediction is p_blast >= threshold (0.5: the argmax of two classes). ROC-AUC is None when one class is
-    absent.
-    """
-    from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score,
-                                 precision_score, recall_score, roc_auc_score)
-
-    y_true = (np.asarray(labels) == BLAST).astype(int)
-    score = np.asarray(p_blast, dtype=float)
-    y_pred = (score >= threshold).astype(int)
-    n = int(y_true.size)
-    if n == 0:
-        return {"n": 0}
-    tn, fp, fn, tp = (int(v) for v in confusion_matrix(y_true, y_pred, labels=[0, 1]).ravel())
-    both = 0 < y_true.sum() < n
-    return {
-        "n": n,
-        "n_blast": int(y_true.sum()),
-        "n_normal": int(n - y_true.sum()),
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)) if both else None,
-        "precision": float(precision_score(y_true, y_pred, zero_division=0)),
-        "recall": float(recall_score(y_true, y_pred, zero_division=0)),  # sensitivity
-        "specificity": float(tn / (tn + fp)) if tn + fp else None,
-        "f1": float(f1_score(y_true, y_pred, zero_division=0)),
-        "roc_auc": float(roc_auc_score(y_true, score)) if both else None,
-        "tp": tp, "fp": fp, "tn": tn, "fn": fn,
-    }
-
-
-def _balanced_loss(losses: np.ndarray, labels: np.ndarray) -> float:
-    """Mean over the classes present of each class's mean loss: the normal majority does not drown the blasts."""
-    means = [float(losses[labels == c].mean()) for c in range(len(CLASS_NAMES)) if np.any(labels == c)]
-    return float(np.mean(means)) if means else math.nan
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# distributed plumbing
-
-
-@dataclass
-class _Dist:
-    world: int = 1
-    rank: int = 0
-    local_rank: int = 0
-
-    @property
-    def on(self) -> bool:
-        return self.world > 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def from_env(cls) -> "_Dist":
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        return cls(world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def _resolve_device(config: ClassifierTrainConfig, dist: _Dist) -> torch.device:
-    name = config.device
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {config.device!r} asked for, but CUDA is not available")
-        if dist.on:  # one GPU per process; torchrun's LOCAL_RANK picks it
-            device = torch.device("cuda", dist.local_rank)
-        torch.cuda.set_device(device)
-    return device
-
-
-def _all_reduce_sum(values: list[float], dist: _Dist, device: torch.device) -> list[float]:
-    if not dist.on:
-        return values
-    import torch.distributed as td
-
-    tensor = torch.tensor(values, dtype=torch.float64, device=device)
-    td.all_reduce(tensor)
-    return tensor.tolist()
-
-
-def _gather(obj: Any, dist: _Dist) -> list[Any]:
-    if not dist.on:
-        return [obj]
-    import torch.distributed as td
-
-    out: list[Any] = [None] * dist.world
-    td.all_gather_object(out, obj)
-    return out
-
-
-def _barrier(dist: _Dist) -> None:
-    if dist.on:
-        import torch.distributed as td
-
-        td.barrier()
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -469,7 +134,7 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
-def _train_loader(ds: CropDataset, config: ClassifierTrainConfig, dist: _Dist, epoch: int,
+def _train_loader(ds: CropDataset, config: ClassifierTrainConfig, dist: Dist, epoch: int,
                   device: torch.device) -> DataLoader:
     generator = torch.Generator()
     generator.manual_seed(config.seed * 100_003 + epoch)  # per epoch, so a resumed run draws the same batches
@@ -491,27 +156,7 @@ def _train_loader(ds: CropDataset, config: ClassifierTrainConfig, dist: _Dist, e
                       pin_memory=device.type == "cuda", persistent_workers=False)
 
 
-def sample_group(record: CropRecord) -> str:
-    """The stratum a crop is balanced and reported in: source group (lab / camera) x diagnosis."""
-    return f"{record.group or record.dataset}/{record.diagnosis or 'unknown'}"
-
-
-def sample_weights(records: Sequence[CropRecord]) -> list[float]:
-    """Sampling weights: each class draws half of the crops; within a class, each group gets a share proportional to
-    the square root of its size (a small group, e.g. the non-blast cells of ALL smears, is drawn more often than its
-    size alone would give, a large one, e.g. PBC, less), split evenly over the group's crops."""
-    sizes = Counter((r.label, sample_group(r)) for r in records)
-    labels = {r.label for r in records}
-    share = {}
-    for label in labels:
-        roots = {g: math.sqrt(n) for (lab, g), n in sizes.items() if lab == label}
-        total = sum(roots.values())
-        for group, root in roots.items():
-            share[(label, group)] = (1.0 / len(labels)) * root / total
-    return [share[(r.label, sample_group(r))] / sizes[(r.label, sample_group(r))] for r in records]
-
-
-def _class_weights(ds: CropDataset, config: ClassifierTrainConfig, dist: _Dist) -> torch.Tensor | None:
+def _class_weights(ds: CropDataset, config: ClassifierTrainConfig, dist: Dist) -> torch.Tensor | None:
     use = config.balance == "loss" or (config.balance in ("sampler", "groups") and dist.on)
     if not use:
         return None
@@ -564,7 +209,7 @@ def _autocast(device: torch.device, config: ClassifierTrainConfig):
 
 
 def _train_epoch(net: nn.Module, model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
-                 criterion: nn.Module, config: ClassifierTrainConfig, device: torch.device, dist: _Dist,
+                 criterion: nn.Module, config: ClassifierTrainConfig, device: torch.device, dist: Dist,
                  phase: str) -> tuple[float, float]:
     _train_mode(model, phase)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -585,13 +230,13 @@ def _train_epoch(net: nn.Module, model: nn.Module, loader: DataLoader, optimizer
         loss_sum += float(loss.detach()) * labels.numel()
         correct += int((logits.argmax(1) == labels).sum())
         count += labels.numel()
-    loss_sum, correct, count = _all_reduce_sum([loss_sum, float(correct), float(count)], dist, device)
+    loss_sum, correct, count = all_reduce_sum([loss_sum, float(correct), float(count)], dist, device)
     return loss_sum / max(count, 1), correct / max(count, 1)
 
 
 @torch.no_grad()
 def _predict(model: nn.Module, dataset: Dataset, config: ClassifierTrainConfig, device: torch.device,
-             dist: _Dist | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+             dist: Dist | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(labels, p_blast, per-crop cross-entropy) over `dataset`; with `dist`, each rank runs its shard and all ranks
     get everything, in dataset order."""
     model.eval()
@@ -615,91 +260,16 @@ def _predict(model: nn.Module, dataset: Dataset, config: ClassifierTrainConfig, 
              np.concatenate(labels_out) if labels_out else np.zeros(0, int),
              np.concatenate(probs_out) if probs_out else np.zeros(0),
              np.concatenate(losses_out) if losses_out else np.zeros(0))
-    parts = _gather(local, dist) if dist is not None else [local]
+    parts = gather(local, dist) if dist is not None else [local]
     order = np.concatenate([np.asarray(p[0], dtype=int) for p in parts])
     merged = [np.concatenate([p[k] for p in parts]) for k in (1, 2, 3)]
     sort = np.argsort(order, kind="stable")
     return merged[0][sort], merged[1][sort], merged[2][sort]
 
 
-def _val_metrics(labels: np.ndarray, probs: np.ndarray, losses: np.ndarray,
-                 groups: Sequence[str] | None = None, select_by: str = "loss") -> dict[str, Any]:
-    metrics = binary_metrics(labels, probs)
-    metrics["class_loss"] = _balanced_loss(losses, labels)
-    metrics["loss_unweighted"] = float(losses.mean()) if losses.size else math.nan
-    if groups is not None and len(groups) == len(labels):
-        keys = np.array([f"{CLASS_NAMES[int(lab)]}:{g}" for lab, g in zip(labels, groups)])
-        metrics["group_loss"] = {k: float(losses[keys == k].mean()) for k in sorted(set(keys))}
-        # each class counts half, each of its groups equally within it: normals come from many more groups
-        per_class = [np.mean([v for k, v in metrics["group_loss"].items() if k.startswith(f"{c}:")])
-                     for c in CLASS_NAMES if any(k.startswith(f"{c}:") for k in metrics["group_loss"])]
-        metrics["loss_by_groups"] = float(np.mean(per_class)) if per_class else math.nan
-    use_groups = select_by == "group_loss" and "loss_by_groups" in metrics
-    metrics["loss"] = metrics["loss_by_groups"] if use_groups else metrics["class_loss"]
-    return metrics
-
-
-def choose_threshold(labels: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
-    """The operating threshold on p_blast chosen on validation crops: the one of best F1 (blast positive), the lowest
-    such threshold on a 0.01 grid between 0.05 and 0.95 (ties go to the higher recall)."""
-    y = np.asarray(labels) == BLAST
-    p = np.asarray(probs, dtype=float)
-    best = {"threshold": 0.5, "f1": -1.0, "precision": None, "recall": None}
-    for t in np.round(np.arange(0.05, 0.951, 0.01), 2):
-        pred = p >= t
-        tp, fp, fn = int((pred & y).sum()), int((pred & ~y).sum()), int((~pred & y).sum())
-        f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-        if f1 > best["f1"] + 1e-12:
-            best = {"threshold": float(t), "f1": f1, "precision": tp / (tp + fp) if tp + fp else None,
-                    "recall": tp / (tp + fn) if tp + fn else None}
-    return best
-
-
 def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
-
-
-def _cpu_copy(state: Any) -> Any:
-    return copy.deepcopy(_to_cpu(state))
-
-
-def _to_cpu(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(v) for v in obj)
-    return obj
-
-
-def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *[float(v) for v in np_state[2:]]],
-        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def _write_log(path: Path, history: list[dict[str, Any]]) -> None:
@@ -716,10 +286,10 @@ def _fmt(value: Any) -> Any:
 def train_classifier(config: ClassifierTrainConfig) -> TrainResult:
     """Train (or resume) and return the run's result; under torchrun the process group is set up and torn down."""
     config.check()
-    dist = _Dist.from_env()
+    dist = Dist.from_env()
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    device = _resolve_device(config, dist)
+    device = resolve_device(config, dist)
     if dist.on:
         import torch.distributed as td
 
@@ -735,7 +305,7 @@ def train_classifier(config: ClassifierTrainConfig) -> TrainResult:
                 td.destroy_process_group()
 
 
-def _train(config: ClassifierTrainConfig, dist: _Dist, device: torch.device) -> TrainResult:
+def _train(config: ClassifierTrainConfig, dist: Dist, device: torch.device) -> TrainResult:
     started = time.perf_counter()
     out = Path(config.out)
     best_path, last_path, log_path = out / BEST_NAME, out / LAST_NAME, out / LOG_NAME
@@ -862,60 +432,20 @@ def _train(config: ClassifierTrainConfig, dist: _Dist, device: torch.device) -> 
         if stopped and dist.main:
             log.info("early stop: no better validation loss for %d epochs (best %.4f at epoch %d)", rule.bad_epochs,
                      rule.best, rule.best_epoch)
-        _barrier(dist)
+        barrier(dist)
 
     test = test_allidb = None
     if dist.main:
         if not best_path.is_file():
             raise RuntimeError(f"no {BEST_NAME} was written (validation loss never finite?)")
         test, test_allidb = _evaluate_best(best_path, datasets["val"], datasets["test"], config, device)
-    _barrier(dist)
+    barrier(dist)
     return TrainResult(
         out_dir=str(out.resolve()), best_path=str(best_path.resolve()), last_state_path=str(last_path.resolve()),
         log_path=str(log_path.resolve()), best_epoch=rule.best_epoch, last_epoch=int(history[-1]["epoch"]) if history
         else 0, stopped_early=stopped, best_val=best_val, test=test, test_allidb=test_allidb,
         seconds=time.perf_counter() - started, world_size=dist.world, rank=dist.rank,
     )
-
-
-def _save_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, rule: PlateauRule,
-                best_model: dict | None, best_optim: dict | None, best_val: dict, history: list[dict], epoch: int,
-                stopped: bool, split_sha: str, config: ClassifierTrainConfig) -> None:
-    state = {
-        "format": STATE_FORMAT, "epoch": epoch, "stopped": stopped, "lr": rule.lr, "rule": asdict(rule),
-        "model": _to_cpu(model.state_dict()), "optimizer": _to_cpu(optimizer.state_dict()),
-        "best_model": best_model, "best_optimizer": best_optim, "best_val": _plain_json(best_val),
-        "history": history, "split_sha256": split_sha, "config": asdict(config), "rng": _rng_state(),
-    }
-    with atomic_open(path, "wb") as handle:
-        torch.save(state, handle)
-
-
-def _plain_json(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
-
-
-def _load_state(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"cannot resume: {path} not found")
-    state = torch.load(path, map_location="cpu", weights_only=True)  # data only, never code
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise ValueError(f"{path} is not a classifier training state ({STATE_FORMAT})")
-    return state
-
-
-def group_metrics(records: Sequence[CropRecord], labels: np.ndarray, probs: np.ndarray,
-                  threshold: float) -> dict[str, dict[str, Any]]:
-    """binary_metrics per source group (lab / camera x diagnosis), plus "ALL images, non-blast cells" (the hard
-    negatives: every non-blast crop of an ALL smear) and "ALL images, all cells"."""
-    keys = np.array([sample_group(r) for r in records])
-    out = {g: binary_metrics(labels[keys == g], probs[keys == g], threshold) for g in sorted(set(keys))}
-    all_images = np.array([r.diagnosis == "ALL" for r in records])
-    normal = labels != BLAST
-    for name, mask in (("ALL images, non-blast cells", all_images & normal), ("ALL images, all cells", all_images)):
-        if mask.any():
-            out[name] = binary_metrics(labels[mask], probs[mask], threshold)
-    return out
 
 
 def _evaluate_best(best_path: Path, val_ds: CropDataset, test_ds: CropDataset, config: ClassifierTrainConfig,
@@ -957,46 +487,6 @@ def _evaluate_best(best_path: Path, val_ds: CropDataset, test_ds: CropDataset, c
                      m["n"], m["accuracy"], m["precision"], m["recall"], _num(m["specificity"]), m["f1"],
                      _num(m["roc_auc"]))
     return test, test_allidb
-
-
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# command line
-
-
-def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    """The CLI options, one per ClassifierTrainConfig field (`--input-size` for input_size, `--no-augment` ...)."""
-    parser = parser or argparse.ArgumentParser(
-        prog="python -m classification.train",
-        description="Train the EfficientNet-B3 blast/normal classifier on a crop build. "
-                    "Multi-process: torchrun --nproc_per_node N -m classification.train ...",
-    )
-    hints = typing.get_type_hints(ClassifierTrainConfig)
-    for f in fields(ClassifierTrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        kind = hints[f.name]
-        help_text = f.metadata.get("help", "")
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
-            continue
-        base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
-        kwargs: dict[str, Any] = {"type": base, "help": help_text}
-        if "choices" in f.metadata:
-            kwargs["choices"] = f.metadata["choices"]
-        if f.name == "data":
-            kwargs["required"] = True
-        else:
-            kwargs["default"] = f.default
-            kwargs["help"] = f"{help_text} (default: {f.default})"
-        parser.add_argument(flag, **kwargs)
-    return parser
-
-
-def config_from_args(args: argparse.Namespace) -> ClassifierTrainConfig:
-    return ClassifierTrainConfig(**{f.name: getattr(args, f.name) for f in fields(ClassifierTrainConfig)})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

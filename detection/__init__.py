@@ -3,9 +3,9 @@
 Importing this package never imports Qt; ultralytics is imported lazily when a model is loaded.
 """
 
-from detection.boxes import BoxDetection
-from detection.errors import DetectorLoadError
 from detection.tiling import TilingConfig
+from workbench.core.boxes import BoxDetection
+from workbench.core.errors import DetectorLoadError
 
 __all__ = ["BoxDetection", "DetectorLoadError", "TilingConfig", "WbcDetector"]
 

@@ -9,11 +9,11 @@ from typing import Sequence
 
 import numpy as np
 
-from detection.boxes import BoxDetection
-from detection.errors import DetectorLoadError
-from detection.scale import RBC_DIAMETER_UM
 from detection.tiling import TilingConfig, predict_tiled, should_tile
-from detection.ultralytics_env import import_ultralytics
+from workbench.core.boxes import BoxDetection
+from workbench.core.errors import DetectorLoadError
+from workbench.core.scale import RBC_DIAMETER_UM
+from workbench.core.ultralytics_env import import_ultralytics
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,9 @@ PAD_VALUE = 114      # ultralytics' letterbox grey
 RESAMPLE_TOLERANCE = 0.03   # pixel sizes within 3 % of the detector's are analysed as they are
 
 
-def load_yolo(weights: Path | str):
-    """Load a YOLO detection checkpoint, turning every way it can be wrong into one DetectorLoadError."""
+def load_yolo(weights: Path | str, trust: bool = False):
+    """Load a YOLO detection checkpoint, turning every way it can be wrong into one DetectorLoadError. The file's
+    pickle is checked first for code it would run (detection.safe_load) unless `trust`."""
     path = Path(weights)
     # ultralytics would try to *download* a missing file whose name looks like one of its assets: check first.
     if not path.is_file():
@@ -45,6 +46,9 @@ def load_yolo(weights: Path | str):
         raise DetectorLoadError(f"detector weights must be an ultralytics .pt checkpoint, not {path.name}")
     if path.stat().st_size == 0:
         raise DetectorLoadError(f"detector weights {path} are empty (0 bytes)")
+    from detection.safe_load import check_detector_file
+
+    check_detector_file(path, trust)
     import_ultralytics()
     from ultralytics import YOLO
 
@@ -75,9 +79,9 @@ class WbcDetector:
 
     def __init__(self, weights: Path | str, conf: float = 0.25, iou: float = 0.5, imgsz: int = 640,
                  device: str = "cpu", max_det: int = 300, tiling: TilingConfig | None = None,
-                 wbc_class: str = WBC_CLASS, pixel_size_um: float | None = None) -> None:
+                 wbc_class: str = WBC_CLASS, pixel_size_um: float | None = None, trust: bool = False) -> None:
         self.weights = Path(weights)
-        self.model = load_yolo(self.weights)
+        self.model = load_yolo(self.weights, trust)
         self.names: dict[int, str] = dict(self.model.names)
         self.class_id = wbc_class_id(self.names, self.weights, wbc_class)
         self.class_name = self.names[self.class_id]
@@ -119,7 +123,7 @@ class WbcDetector:
     def red_cell_ruler(self, image_rgb: np.ndarray) -> tuple[float, int] | None:
         """The red-cell diameter of an image in its own pixels, measured with the detector's `rbc` class: the image
         is tried at a few sizes and the one whose red-cell boxes come closest to the training size wins. A second
-        ruler for fields where too few isolated red cells show for the pixel ruler (detection.scale), e.g. a field
+        ruler for fields where too few isolated red cells show for the pixel ruler (workbench.core.scale), e.g. a field
         zoomed in on one white cell. Returns (diameter px, red cells used) or None (no `rbc` class, or no size at
         which at least 2 red cells are found)."""
         import cv2

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from detection.boxes import pairwise_overlaps
+from workbench.core.boxes import pairwise_overlaps
 
 # (tiles as HxWx3 arrays) -> one (N, 5) array per tile: x1, y1, x2, y2 (tile pixels), conf
 TilePredictor = Callable[[Sequence[np.ndarray]], list[np.ndarray]]

@@ -10,8 +10,8 @@ import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from detection.errors import DetectorLoadError
-from detection.ultralytics_env import import_ultralytics
+from workbench.core.errors import DetectorLoadError
+from workbench.core.ultralytics_env import import_ultralytics
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class DetectorTrainConfig:
     cache: bool = False
     resume: bool = False
     plots: bool = True                # ultralytics' training plots (results.png, PR curves)
-    # detection.stain.StainJitter arguments (p, alpha, beta, p_gray); None: no stain jitter
+    # workbench.core.stain.StainJitter arguments (p, alpha, beta, p_gray); None: no stain jitter
     stain: dict | None = field(default_factory=lambda: {"p": 0.5, "alpha": 0.2, "beta": 0.03, "p_gray": 0.1})
     overrides: dict = field(default_factory=dict)  # any other ultralytics train argument, e.g. lr0, warmup_epochs
 
@@ -86,6 +86,9 @@ def train_detector(config: DetectorTrainConfig) -> Path:
             pretrained = Path(config.pretrained)
             if not pretrained.is_file():
                 raise DetectorLoadError(f"pretrained weights not found: {pretrained}")
+            from detection.safe_load import check_detector_file
+
+            check_detector_file(pretrained)
             model = model.load(str(pretrained))
         log.info("training detector: %s", asdict(config))
         kwargs = {**SMEAR_DEFAULTS, **config.train_kwargs(), "data": _run_data_yaml(config, run_dir)}

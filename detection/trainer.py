@@ -7,7 +7,7 @@
    Mosaics mix images of several sources, so the dataset records which images each training sample is made of
    (`label_sources`) and a class is masked if any of them leaves it unlabelled; positives (anchors inside a labelled
    box of that class) always count. The `wbc` class is labelled everywhere and never masked.
-2. Pixel size. The data is resampled to one pixel size (`detection.scale`), which ultralytics would undo by
+2. Pixel size. The data is resampled to one pixel size (`workbench.core.scale`), which ultralytics would undo by
    resizing every image's long side to `imgsz`. Images are only ever shrunk here (those larger than `imgsz`), never
    enlarged, so a 360 px field keeps its 56 px red cells.
 3. Model selection by the class that is used: best.pt is chosen by the `wbc` fitness (0.1 AP50 + 0.9 AP50-95 of
@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from detection.stain import StainJitter
-from detection.ultralytics_env import import_ultralytics
+from workbench.core.stain import StainJitter
+from workbench.core.ultralytics_env import import_ultralytics
 
 import_ultralytics()
 
@@ -178,10 +178,9 @@ class SmearDetectionTrainer(DetectionTrainer):
     """DetectionTrainer with SmearYOLODataset, PartialLabelLoss and wbc-only model selection."""
 
     def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None):
+        import ultralytics.data.build as build
         from ultralytics.data.build import build_yolo_dataset
         from ultralytics.utils.torch_utils import unwrap_model
-
-        import ultralytics.data.build as build
 
         gs = max(int(unwrap_model(self.model).stride.max()), 32)
         original = build.YOLODataset

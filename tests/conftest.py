@@ -49,8 +49,8 @@ def allidb1_canon_image() -> Path:
 @pytest.fixture(scope="session")
 def tiny_detector(tmp_path_factory, bccd_root) -> Path:
     """YOLOv8n built from yolov8n.yaml (no download) and trained one step at 64 px on 4 BCCD images."""
-    from detection.bccd import build_bccd_yolo
-    from detection.ultralytics_env import import_ultralytics
+    from workbench.builders.bccd import build_bccd_yolo
+    from workbench.core.ultralytics_env import import_ultralytics
 
     import_ultralytics()
     from ultralytics import YOLO
@@ -80,7 +80,7 @@ def tiny_classifier(tmp_path_factory) -> Path:
 @pytest.fixture()
 def tiny_config(tiny_detector, tiny_classifier):
     """Settings that make the tiny models produce boxes: a very low confidence threshold and few detections."""
-    from workbench.config import load_config
+    from workbench.app.config import load_config
 
     return load_config(overrides={
         "detector": {"weights": str(tiny_detector), "conf": 0.0001, "imgsz": 640, "max_det": 15},
@@ -91,10 +91,10 @@ def tiny_config(tiny_detector, tiny_classifier):
 @pytest.fixture(autouse=True)
 def isolated_eval_runs(monkeypatch, tmp_path_factory):
     """Eval runs made by tests go to a tmp folder, never into the user's runs/eval list (the GUI shows that list)."""
-    import workbench.eval_runs
+    import workbench.app.eval_store
 
     root = tmp_path_factory.mktemp("eval_runs")
-    monkeypatch.setattr(workbench.eval_runs, "EVAL_RUNS_DIR", root)
+    monkeypatch.setattr(workbench.app.eval_store, "EVAL_RUNS_DIR", root)
     monkeypatch.setenv("SMEAR_EVAL_RUNS", str(root))
     return root
 
@@ -103,8 +103,8 @@ def isolated_eval_runs(monkeypatch, tmp_path_factory):
 def census_slice(datasets_root):
     """The ALL-IDB1 census of the images a `--limit 1` build uses (one per split), mined with the detector that
     mined the shipped data (wbc-yolov8n-v1), as `workbench dataset census` takes it."""
-    from detection.allidb_census import ImageCensus
-    from workbench.cli_dataset import CENSUS_DETECTOR, make_census
+    from workbench.builders.census import ImageCensus
+    from workbench.cli.dataset import CENSUS_DETECTOR, make_census
 
     need(ALLIDB1)
     census = make_census(datasets_root, CENSUS_DETECTOR, limit=1)

@@ -18,20 +18,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detection.allidb import (
-    KINDS,
-    MERGE_PX,
-    SPLITS,
-    allidb1_split,
-    camera_scale,
-    point_to_box,
-    read_allidb1_points,
-    read_split_csv,
-    segment_point,
-    stain_map,
-    write_split_csv,
-)
-from detection.errors import LabelFileError
+from workbench.builders.allidb_points import KINDS, MERGE_PX, read_allidb1_points
+from workbench.builders.allidb_split import SPLITS, allidb1_split, read_split_csv, write_split_csv
+from workbench.core.segmentation import camera_scale, point_to_box, segment_point, stain_map
+from workbench.core.errors import LabelFileError
 from tests.conftest import ALLIDB1, ALLIDB2, need
 
 

@@ -14,9 +14,9 @@ import time
 import pytest
 import yaml
 
-from workbench.annotation.exporters import export_coco, export_crops, export_voc, export_yolo, split_images
-from workbench.annotation.importers import import_coco, import_voc, import_yolo, read_points
-from workbench.annotation.store import ProjectStore, manual_cell
+from workbench.app.annotation.exporters import export_coco, export_crops, export_voc, export_yolo, split_images
+from workbench.app.annotation.importers import import_coco, import_voc, import_yolo, read_points
+from workbench.app.annotation.store import ProjectStore, cell_json, manual_cell
 
 BCCD_MAP = {"WBC": "normal", "RBC": None, "Platelets": None}
 BCCD_STEMS = ["BloodImage_00000", "BloodImage_00001", "BloodImage_00002", "BloodImage_00003"]
@@ -97,7 +97,7 @@ def test_killed_saving_process_leaves_previous_labels_intact(tmp_path):
         n_audit = len(s.audit())
     script = textwrap.dedent(f"""
         import sys, time
-        from workbench.annotation.store import ProjectStore, manual_cell
+        from workbench.app.annotation.store import ProjectStore, manual_cell
         s = ProjectStore.open({str(tmp_path)!r}, operator="killed")
         s._db.execute("PRAGMA cache_size=1")    # spill the uncommitted pages to the WAL file: a real mid-write
         with s.transaction() as db:
@@ -212,8 +212,8 @@ def test_allidb_points_become_boxes_with_the_dataset_builders_method(tmp_path):
     import cv2
 
     from conftest import ALLIDB1, need
-    from detection.allidb import point_to_box
-    from workbench.annotation.importers import import_points
+    from workbench.core.segmentation import point_to_box
+    from workbench.app.annotation.importers import import_points
 
     image = need(ALLIDB1 / "im" / "Im006_1.jpg")
     points = read_points(need(ALLIDB1 / "xyc" / "Im006_1.xyc"))
@@ -233,8 +233,8 @@ def test_allidb_points_become_boxes_with_the_dataset_builders_method(tmp_path):
 
 
 def test_import_label_folder_reads_voc_yolo_and_coco(store, tmp_path):
-    from detection.voc import VocAnnotation, VocObject, write_voc
-    from workbench.annotation.importers import import_label_folder
+    from workbench.core.voc import VocAnnotation, VocObject, write_voc
+    from workbench.app.annotation.importers import import_label_folder
 
     images = [store.root / f"im{i}.png" for i in range(4)]
     for path in images:
@@ -256,3 +256,241 @@ def test_import_label_folder_reads_voc_yolo_and_coco(store, tmp_path):
     assert by_name["im2.png"][0].xyxy == (10.0, 10.0, 30.0, 15.0) and by_name["im3.png"] == []
     assert [e.name for e in store.images("labelled")] == ["im0.png", "im1.png", "im2.png"]
     assert store.labels == ["blast", "normal"]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# two writers on one project (two windows, two processes)
+
+
+def test_stale_before_is_refused_and_new_ids_come_from_the_database(tmp_path):
+    """Two windows on one project: a change based on boxes the other window changed meanwhile is refused (nothing
+    saved), and boxes added at the same time get distinct ids."""
+    from workbench.core.errors import ConcurrentEditError, WorkbenchError
+
+    a = ProjectStore.open(tmp_path, operator="a")
+    b = ProjectStore.open(tmp_path, operator="b")
+    try:
+        entry = _image(a)
+        cell = manual_cell(0, (1, 1, 10, 10), "blast")
+        a.apply(entry.id, {0: None}, {0: cell}, "add")
+        seen_by_b = b.cells(entry.id)[0]
+        moved = manual_cell(0, (2, 2, 11, 11), "blast")
+        a.apply(entry.id, {0: cell}, {0: moved}, "move")
+        with pytest.raises(ConcurrentEditError) as info:            # b's view is stale: overwrote a's move before
+            b.apply(entry.id, {0: seen_by_b}, {0: manual_cell(0, (5, 5, 20, 20), "normal")}, "move")
+        message = str(info.value)
+        assert isinstance(info.value, WorkbenchError) and "\n" not in message
+        assert str(a.path) in message and "changed by another window" in message and "reload" in message
+        assert b.cells(entry.id) == [moved] and [r.action for r in b.audit(entry.id)][-1] == "move"
+
+        # GUI-style ids (one more than what the window knows): both windows pick id 1; the second is refused
+        new_a, new_b = manual_cell(1, (30, 30, 40, 40), "normal"), manual_cell(1, (50, 5, 60, 15), "blast")
+        assert a.next_cell_id(entry.id) == b.next_cell_id(entry.id) == 1
+        a.apply(entry.id, {1: None}, {1: new_a}, "add")
+        with pytest.raises(ConcurrentEditError):
+            b.apply(entry.id, {1: None}, {1: new_b}, "add")
+        # ids from the database: never shared
+        [got_a] = a.add_cells(entry.id, [manual_cell(0, (1, 30, 9, 40), "blast")], "add")
+        [got_b] = b.add_cells(entry.id, [new_b], "add")
+        assert (got_a.cell_id, got_b.cell_id) == (2, 3)
+        assert a.cells(entry.id) == [moved, new_a, got_a, got_b]
+        b.apply(entry.id, {3: got_b}, {3: None}, "delete")           # b's own, current view: accepted
+        assert [c.cell_id for c in a.cells(entry.id)] == [0, 1, 2]
+    finally:
+        a.close()
+        b.close()
+
+
+_WRITER = textwrap.dedent("""
+    import json, random, sys, time
+    from pathlib import Path
+    from workbench.app.annotation.store import ProjectStore, manual_cell
+    from workbench.core.errors import ConcurrentEditError
+
+    folder, operator, seed, n = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    store = ProjectStore.open(folder, operator=operator)
+    image_id = store.image(folder / "a.png").id
+    rng = random.Random(seed)
+    view = {c.cell_id: c for c in store.cells(image_id)}      # what this window shows
+    (folder / f"ready-{operator}").touch()
+    while not (folder / "go").exists():
+        time.sleep(0.001)
+    done = refused = 0
+    for _ in range(n):
+        r = rng.random()
+        x, y = rng.uniform(0, 50), rng.uniform(0, 40)
+        box = (x, y, x + rng.uniform(1, 14), y + rng.uniform(1, 8))
+        label = rng.choice(["blast", "normal"])
+        try:
+            if r < 0.2 or not view:                              # add: the id from the database
+                [cell] = store.add_cells(image_id, [manual_cell(0, box, label)], "add")
+                view[cell.cell_id] = cell
+            elif r < 0.35:                                       # add: the id the GUI picks (may collide)
+                cell_id = max([*view, store.next_cell_id(image_id) - 1]) + 1
+                cell = manual_cell(cell_id, box, label)
+                store.apply(image_id, {cell_id: None}, {cell_id: cell}, "add")
+                view[cell_id] = cell
+            elif r < 0.6:                                       # move or relabel a box this window shows
+                cell_id = rng.choice(sorted(view))
+                cell = manual_cell(cell_id, box, label)
+                store.apply(image_id, {cell_id: view[cell_id]}, {cell_id: cell}, "move")
+                view[cell_id] = cell
+            else:                                                # delete one
+                cell_id = rng.choice(sorted(view))
+                store.apply(image_id, {cell_id: view[cell_id]}, {cell_id: None}, "delete")
+                del view[cell_id]
+            done += 1
+        except ConcurrentEditError:                              # refused cleanly: reload the image
+            refused += 1
+            view = {c.cell_id: c for c in store.cells(image_id)}
+        if rng.random() < 0.3:                                   # the window reloads the image now and then
+            view = {c.cell_id: c for c in store.cells(image_id)}
+    print(json.dumps({"done": done, "refused": refused}))
+""")
+
+
+def test_two_writer_processes_lose_nothing(tmp_path):
+    """Two processes, 1,000 adds, moves and deletes in all on one image: every change either lands, based on the
+    latest stored state (the audit trail is one unbroken chain per box), or is refused with ConcurrentEditError;
+    nothing is lost and no other error occurs."""
+    with ProjectStore.open(tmp_path, operator="setup") as s:
+        entry = _image(s)
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path), name, str(seed), "500"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for seed, name in enumerate(["w1", "w2"])]
+    deadline = time.monotonic() + 60
+    while not all((tmp_path / f"ready-{n}").exists() for n in ("w1", "w2")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (tmp_path / "go").touch()
+    results = {}
+    for name, proc in zip(["w1", "w2"], procs):
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
+        results[name] = json.loads(out)
+    assert sum(r["done"] + r["refused"] for r in results.values()) == 1000
+
+    with ProjectStore.open(tmp_path) as s:
+        rows = [r for r in s.audit(entry.id) if r.cell_id is not None]
+        for name, r in results.items():                            # every accepted change is in the trail
+            assert sum(row.operator == name for row in rows) == r["done"], name
+        state: dict[int, dict] = {}
+        for row in rows:                                           # ... and was based on the latest state
+            assert row.before == state.get(row.cell_id), f"lost update at audit row {row.id} ({row.action})"
+            if row.after is None:
+                state.pop(row.cell_id, None)
+            else:
+                state[row.cell_id] = row.after
+        stored = {c.cell_id: json.loads(cell_json(c)) for c in s.cells(entry.id)}
+        assert stored == state
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# a project file that cannot be written
+
+
+def _assert_store_error(info, path, reason):
+    from workbench.core.errors import WorkbenchError
+
+    message = str(info.value)
+    assert isinstance(info.value, WorkbenchError), type(info.value)
+    assert str(path) in message and reason in message and "\n" not in message, message
+
+
+def test_read_only_project_names_the_file_and_the_reason(tmp_path, monkeypatch):
+    from workbench.core.errors import ProjectStoreError
+
+    store = ProjectStore.open(tmp_path / "p", operator="x")
+    try:
+        entry = _image(store)
+        cell = manual_cell(0, (1, 1, 10, 10), "blast")
+        store.apply(entry.id, {0: None}, {0: cell}, "add")
+        # a read-only database, for real (chmod does not stop root, who runs the tests)
+        store._db.conn.execute("PRAGMA query_only=ON")
+        with pytest.raises(ProjectStoreError) as info:
+            store.apply(entry.id, {0: cell}, {0: None}, "delete")
+        _assert_store_error(info, store.path, "read-only")
+        with pytest.raises(ProjectStoreError) as info:
+            store.mark_reviewed(entry.id)
+        _assert_store_error(info, store.path, "read-only")
+        store._db.conn.execute("PRAGMA query_only=OFF")
+        assert store.cells(entry.id) == [cell] and store.image(entry.id).status == "labelled"
+    finally:
+        store.close()
+
+    if os.geteuid() != 0:   # a read-only folder, where chmod binds
+        os.chmod(tmp_path / "p", 0o555)
+        os.chmod(tmp_path / "p" / "project.sqlite", 0o444)
+        try:
+            with pytest.raises(ProjectStoreError) as info:
+                ProjectStore.open(tmp_path / "p")
+            _assert_store_error(info, tmp_path / "p" / "project.sqlite", "cannot")
+        finally:
+            os.chmod(tmp_path / "p", 0o755)
+
+    # a folder that cannot be opened (what a read-only folder without the file gives)
+    import sqlite3
+
+    def refuse(*args, **kwargs):
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(sqlite3, "connect", refuse)
+    with pytest.raises(ProjectStoreError) as info:
+        ProjectStore.open(tmp_path / "q")
+    _assert_store_error(info, tmp_path / "q" / "project.sqlite", "cannot open")
+    monkeypatch.undo()
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(ProjectStoreError) as info:
+        ProjectStore.open(tmp_path / "file" / "sub")
+    _assert_store_error(info, tmp_path / "file" / "sub" / "project.sqlite", "cannot create the project folder")
+
+
+def test_full_disk_and_locked_project_name_the_file_and_the_reason(tmp_path, monkeypatch):
+    import sqlite3
+
+    from workbench.app.annotation import store as store_module
+    from workbench.core.errors import ProjectStoreError
+
+    with ProjectStore.open(tmp_path, operator="x") as store:
+        entry = _image(store)
+        pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+        store._db.execute(f"PRAGMA max_page_count={pages + 1}")    # a full disk, for real: SQLITE_FULL
+        many = [manual_cell(i, (i, i, i + 5, i + 5), "blast") for i in range(500)]
+        with pytest.raises(ProjectStoreError) as info:
+            store.replace_cells(entry.id, many, "import", "import")
+        _assert_store_error(info, store.path, "disk is full")
+        assert store.cells(entry.id) == []
+
+    monkeypatch.setattr(store_module, "LOCK_TIMEOUT_S", 0.2)
+    with ProjectStore.open(tmp_path, operator="y") as store:
+        other = sqlite3.connect(str(tmp_path / "project.sqlite"), isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")                           # another program holds the write lock
+        try:
+            with pytest.raises(ProjectStoreError) as info:
+                store.apply(entry.id, {0: None}, {0: manual_cell(0, (1, 1, 5, 5), "blast")}, "add")
+            _assert_store_error(info, store.path, "lock")
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        store.apply(entry.id, {0: None}, {0: manual_cell(0, (1, 1, 5, 5), "blast")}, "add")   # free again
+
+
+def test_non_finite_or_huge_values_never_reach_the_database(store):
+    from workbench.core.errors import ProjectStoreError
+
+    entry = _image(store)
+    for xyxy in [(float("nan"), 1, 5, 5), (1, 1, float("inf"), 5)]:
+        with pytest.raises(ProjectStoreError, match="not a finite number"):
+            store.apply(entry.id, {0: None}, {0: manual_cell(0, xyxy, "blast")}, "add")
+    for size in [(1e300, 10), (float("inf"), 10), (-1, 10)]:
+        with pytest.raises(ProjectStoreError, match="number of pixels"):
+            store.add_image(store.root / "b.png", *size)
+    assert store.cells(entry.id) == [] and [e.name for e in store.images()] == ["a.png"]
+
+
+def test_file_that_is_not_a_project_names_the_file(tmp_path):
+    from workbench.core.errors import ProjectStoreError
+
+    (tmp_path / "project.sqlite").write_bytes(b"\x00garbage, not SQLite" * 300)
+    with pytest.raises(ProjectStoreError) as info:
+        ProjectStore.open(tmp_path)
+    _assert_store_error(info, tmp_path / "project.sqlite", "not an annotation project")

@@ -1,4 +1,4 @@
-"""Tests for detection.voc (VOC XML in and out) and detection.bccd (BCCD -> ultralytics YOLO dataset).
+"""Tests for workbench.core.voc (VOC XML in and out) and workbench.builders.bccd (BCCD -> ultralytics YOLO dataset).
 
 The real BCCD is read from SMEAR_DATASETS (default <repo>/../shared/datasets; tests that need it are skipped with the
 reason when it is absent). Hand-made BCCD-like folders, with every annotation defect the converter must repair, are
@@ -15,9 +15,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from detection.bccd import BCCD_SPLITS, build_bccd_yolo, verify_yolo_dataset
-from detection.errors import LabelFileError
-from detection.voc import VocAnnotation, VocObject, parse_voc, write_voc
+from workbench.builders.bccd import BCCD_SPLITS, build_bccd_yolo, verify_yolo_dataset
+from workbench.core.errors import LabelFileError
+from workbench.core.voc import VocAnnotation, VocObject, parse_voc, write_voc
 
 # Numbers published in <datasets>/README.md for BCCD's official split.
 README_IMAGES = {"train": 205, "val": 87, "test": 72}

@@ -1,6 +1,6 @@
 """The ALL-IDB1 census: every white cell of a smear, marked or not, on real images with known points.
 
-The rule under test (detection.allidb_census): marked cells keep their kind; an unmarked candidate (detector box or
+The rule under test (workbench.builders.census): marked cells keep their kind; an unmarked candidate (detector box or
 stained blob) becomes a white cell when the segmentation confirms it (a compact nucleus, agreeing boxes) or when it
 is a smudge cell (white-cell-sized, no dense chromatin); thin slivers away from the border are not cells; in an ALL
 image an unmarked cell is non-blast except at the image border, where its blast point may lie outside.
@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 import pytest
 
-from detection.allidb import read_allidb1_points
-from detection.allidb_census import (CENSUS_FORMAT, BORDER_PX, CensusCell, ImageCensus, census_image,
-                                     non_blast_label, read_census)
+from workbench.builders.allidb_points import read_allidb1_points
+from workbench.builders.census import (CENSUS_FORMAT, BORDER_PX, CensusCell, ImageCensus, census_image,
+                                       non_blast_label, read_census)
 from tests.conftest import ALLIDB1, need
 
 # Im006_1 (Olympus, ALL): 15 expert blast points. Measured with wbc-yolov8n-v1 boxes (conf >= 0.25) and the rules
@@ -28,7 +28,7 @@ KNOWN = {"Im006_1.jpg": {"blast": 15, "other": 6, "unmarked": 4}}
 def im006(datasets_root):
     from detection.predictor import WbcDetector
     from detection.tiling import TilingConfig
-    from workbench.weights import resolve_weights
+    from workbench.app.weights import resolve_weights
 
     need(ALLIDB1)
     name = "Im006_1.jpg"

@@ -19,7 +19,7 @@ import torch
 from torchvision.models import efficientnet_b3
 
 from classification import BlastClassifier, CellLabel, ClassifierLoadError, ClassifierSpec
-from classification.crops import crop_cell, crop_cells, median_colour, to_tensor_batch
+from workbench.core.crops import crop_cell, crop_cells, median_colour, to_tensor_batch
 from classification.model import (
     CHECKPOINT_FORMAT,
     IMAGENET_MEAN,
@@ -102,10 +102,12 @@ def test_head_is_zero_initialised():
 
 
 def test_import_is_light_and_app_free():
+    """The model package stands on the bottom floor only (workbench.core): never the app, the CLI or the GUI."""
     code = (
         "import sys, classification; "
         "assert 'torch' not in sys.modules, 'torch imported eagerly'; "
-        "assert not any(m.split('.')[0] in ('workbench', 'PySide6') for m in sys.modules)"
+        "above = [m for m in sys.modules if m.startswith(('workbench.app', 'workbench.cli', 'workbench.gui', "
+        "'PySide6'))]; assert not above, above"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
 
@@ -161,6 +163,23 @@ def test_blast_class_matched_case_insensitively(tmp_path):
     assert clf.class_names == ["Normal", "Blast"]
     with pytest.raises(ClassifierLoadError, match=r"do not include the blast class 'lymphoblast'"):
         BlastClassifier(path, blast_class="lymphoblast")
+
+
+def test_results_use_the_app_class_map_whatever_the_model_calls_its_blast_class(tmp_path):
+    """`classifier.blast_class` names the checkpoint's blast class (here 'Lymphoblast', at index 1); results,
+    counts, editing and eval then only ever see the app's labels `blast` / `normal` with p_blast of that class."""
+    net = build_efficientnet_b3(2)
+    with torch.no_grad():   # a head that always says class 1 (Lymphoblast)
+        net.classifier[-1].weight.zero_()
+        net.classifier[-1].bias.copy_(torch.tensor([-4.0, 4.0]))
+    path = save_classifier(tmp_path / "c.pt", net, ["Other", "Lymphoblast"], input_size=SIZE)
+    clf = BlastClassifier(path, blast_class="lymphoblast")
+    image = np.full((120, 120, 3), 200, np.uint8)
+    labels = clf.classify_boxes(image, [(10, 10, 60, 60), (50, 50, 110, 110)])
+    assert [lab.label for lab in labels] == ["blast", "blast"]
+    assert all(lab.p_blast > 0.99 for lab in labels)
+    other = BlastClassifier(path, blast_class="Other").classify_boxes(image, [(10, 10, 60, 60)])
+    assert other[0].label == "normal" and other[0].p_blast < 0.01
 
 
 # --- crops -----------------------------------------------------------------------------------------------------------

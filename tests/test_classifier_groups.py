@@ -91,3 +91,17 @@ def test_eval_group_table_and_calibration_hand_computed():
     cal = reliability(y, p)
     assert cal["ece"] == pytest.approx((0.05 + 0.65 + 0.15 + 0.05) / 4) and cal["mce"] == pytest.approx(0.65)
     assert sum(b["n"] for b in cal["bins"]) == 4
+
+
+def test_training_and_eval_report_undefined_metrics_alike():
+    """Known bug: a test split without non-blasts gave specificity None in training but 0.0 in eval, although the
+    trainer claims the eval code path. One code computes both now."""
+    from classification.evaluate import classifier_metrics
+    from classification.train import binary_metrics
+
+    labels, probs = np.array([0, 0, 0]), np.array([0.9, 0.4, 0.8])    # blasts only
+    train = binary_metrics(labels, probs, 0.5)
+    evaluated = classifier_metrics(labels == 0, probs, 0.5, resamples=10)
+    for key in ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc"):
+        assert train[key] == getattr(evaluated, key), key
+    assert train["specificity"] == 0.0 and train["roc_auc"] is None

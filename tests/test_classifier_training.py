@@ -46,7 +46,7 @@ def _tiny_config(data: Path, out: Path, **overrides) -> ClassifierTrainConfig:
 @pytest.fixture(scope="module")
 def crops(tmp_path_factory, datasets_root, census_slice) -> Path:
     need(BCCD_ROOT)
-    from classification.build_crops import CropBuildOptions, build_crops
+    from workbench.builders.crop_set import CropBuildOptions, build_crops
 
     out = tmp_path_factory.mktemp("crops") / "crops_v3"
     build_crops(datasets_root, out, census_slice[0], CropBuildOptions(size=SIZE, limit=LIMIT, seed=0))
@@ -103,8 +103,8 @@ def test_crops_are_square_rgb_of_crop_size(crops):
 
 
 def test_no_source_image_in_two_splits(crops, datasets_root):
-    from classification.build_crops import _pbc_split
-    from detection.allidb import allidb1_split
+    from workbench.builders.crop_set import _pbc_split
+    from workbench.builders.allidb_split import allidb1_split
 
     records = read_split_file(crops / "split.csv")
     splits = defaultdict(set)
@@ -138,7 +138,7 @@ def test_unmarked_cells_at_the_border_of_all_images_are_left_out(crops, census_s
 
 
 def test_field_window_keeps_the_cell_size():
-    from classification.crops import crop_cell, field_window
+    from workbench.core.crops import crop_cell, field_window
 
     assert field_window((45, 45, 55, 55), 100, 0.15) == (0, 0, 100, 100)       # small cell: the whole field
     x0, y0, x1, y1 = field_window((0, 0, 200, 100), 100, 0.15)                  # larger than the field: box + margin
@@ -311,9 +311,9 @@ def test_workbench_train_classifier_writes_and_registers_manifest_entry(crops, t
     import yaml
 
     from workbench.cli import main
-    from workbench.weights import Manifest, sha256_file
+    from workbench.app.weights import Manifest, sha256_file
 
-    monkeypatch.setattr("workbench.weights.WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setattr("workbench.app.weights.WEIGHTS_DIR", tmp_path / "weights")
     code = main(["train", "classifier", "--data", str(crops), "--out", str(tmp_path / "run"), "--input-size", str(SIZE),
                  "--epochs", "1", "--batch", "4", "--workers", "0", "--num-threads", "1", "--max-per-split", "4",
                  "--register", "b3-test", "--default"])

@@ -16,7 +16,7 @@ import tifffile
 from PIL import Image
 
 from workbench.cli import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, main
-from workbench.results import CELL_CSV_COLUMNS
+from workbench.app.results import CELL_CSV_COLUMNS
 
 BIN = Path(sys.executable).parent
 
@@ -67,6 +67,7 @@ def test_help_texts():
 
 def test_no_arguments_opens_the_gui(monkeypatch):
     import workbench.gui.app as app
+    from workbench.launch import main
 
     opened = []
     monkeypatch.setattr(app, "run_gui", lambda paths, detector=None, classifier=None, exit_after_shown=False:
@@ -75,9 +76,12 @@ def test_no_arguments_opens_the_gui(monkeypatch):
 
 
 def test_no_display_is_one_line(monkeypatch, capsys):
+    from workbench.launch import main as launch
+
     for var in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
         monkeypatch.delenv(var, raising=False)
-    code, _, err = run(capsys, "gui")
+    code = launch(["gui"])
+    err = capsys.readouterr().err
     assert code == EXIT_ERROR and err.startswith("error: no display")
 
 

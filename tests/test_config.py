@@ -9,16 +9,46 @@ import pytest
 import yaml
 
 from workbench.cli import EXIT_ERROR, main
-from workbench.config import DEFAULT_CONFIG_PATH, SCHEMA, _leaves, check_config, load_config
-from workbench.errors import ConfigError
+from workbench.app.config import DEFAULT_CONFIG_PATH, Settings, load_config, schema, with_overrides
+from workbench.core.errors import ConfigError
 
 SAMPLE = "datasets/sample/images"
 
 
+def _leaves(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def test_every_default_has_a_check_and_the_defaults_pass():
     defaults = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
-    assert set(_leaves(defaults)) == set(SCHEMA)
-    assert check_config(defaults) == defaults
+    assert set(_leaves(defaults)) == set(schema())
+    assert Settings.from_dict(defaults).to_dict() == defaults
+
+
+def test_every_default_is_documented_in_the_yaml():
+    """The defaults file is the settings' documentation: every key carries a `# description`."""
+    lines = [line for line in DEFAULT_CONFIG_PATH.read_text().splitlines() if line.startswith("  ")]
+    assert lines and all("#" in line for line in lines), [line for line in lines if "#" not in line]
+
+
+def test_settings_are_typed_and_read_only():
+    import dataclasses
+
+    config = load_config()
+    assert isinstance(config.detector.conf, float) and isinstance(config.detector.imgsz, int)
+    assert config["detector"]["conf"] == config.detector.conf        # read-only dict view of a section
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.detector.conf = "abc"                                  # a value can only change through the checks
+    changed = with_overrides(config, {"detector": {"conf": 0.5}})
+    assert changed.detector.conf == 0.5 and config.detector.conf == load_config().detector.conf
+    with pytest.raises(ConfigError, match="detector.conf"):
+        with_overrides(config, {"detector": {"conf": 3}})
 
 
 def _run(capsys, *argv) -> tuple[int, str]:
@@ -87,10 +117,10 @@ def test_values_are_normalised_and_typed(tmp_path):
     cfg = tmp_path / "ok.yaml"
     cfg.write_text("detector:\n  imgsz: 640.0\n  conf: 1\n  device: CUDA:0\nimages:\n  extensions: [.JPG]\n")
     config = load_config(cfg)
-    assert config["detector"]["imgsz"] == 640 and isinstance(config["detector"]["imgsz"], int)
-    assert config["detector"]["conf"] == 1.0 and isinstance(config["detector"]["conf"], float)
-    assert config["detector"]["device"] == "cuda:0"
-    assert config["images"]["extensions"] == [".jpg"]
+    assert config.detector.imgsz == 640 and isinstance(config.detector.imgsz, int)
+    assert config.detector.conf == 1.0 and isinstance(config.detector.conf, float)
+    assert config.detector.device == "cuda:0"
+    assert config.images.extensions == [".jpg"]
 
 
 def test_overrides_are_checked_too():
@@ -108,3 +138,25 @@ def test_other_commands_refuse_bad_numbers(capsys, argv, message):
     code = main(argv)
     err = capsys.readouterr().err.strip()
     assert code == EXIT_ERROR and len(err.splitlines()) == 1 and message in err
+
+
+def test_paths_section_moves_the_eval_runs_and_datasets(capsys, tmp_path):
+    """`paths:` in a --config file: eval runs are listed from (and saved to) that folder; datasets are read there."""
+    runs = tmp_path / "my-runs"
+    cfg = tmp_path / "paths.yaml"
+    cfg.write_text(f"paths:\n  eval_runs: {runs}\n  datasets: {tmp_path / 'nowhere'}\n")
+    assert main(["eval", "list", "--config", str(cfg)]) == 0
+    assert f"no eval runs in {runs}" in capsys.readouterr().out
+    code = main(["dataset", "bccd", "--out", str(tmp_path / "o"), "--config", str(cfg)])
+    err = capsys.readouterr().err
+    assert code == EXIT_ERROR and f"datasets folder not found: {tmp_path / 'nowhere'}" in err
+
+
+def test_paths_weights_folder_is_the_manifest_used(tmp_path):
+    from workbench.app.pipeline import SmearAnalyzer
+    from workbench.core.errors import WeightsError
+
+    empty = tmp_path / "weights"
+    empty.mkdir()
+    with pytest.raises(WeightsError, match=str(empty)):
+        SmearAnalyzer.from_config(load_config(overrides={"paths": {"weights": str(empty)}}))

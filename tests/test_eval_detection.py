@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import yaml
 
-from detection.evaluate import (DatasetFormatError, evaluate_detections, load_ground_truth, run_predictions,
-                                write_detection_outputs)
+from workbench.core.errors import DatasetFormatError
+from detection.evaluate import evaluate_detections, load_ground_truth, run_predictions, write_detection_outputs
 from workbench.cli import EXIT_ERROR, EXIT_OK, main
 
 
@@ -163,7 +163,7 @@ def test_three_classes_per_class_ap_matches_pycocotools(tmp_path, bccd_root):
 
 
 def test_voc_folder_and_yolo_yaml_give_the_same_ground_truth(tmp_path, bccd_root, wbc_gt):
-    from detection.bccd import build_bccd_yolo
+    from workbench.builders.bccd import build_bccd_yolo
 
     build_bccd_yolo(bccd_root, tmp_path / "yolo", classes=("wbc",), splits=("test",))
     yolo = load_ground_truth(tmp_path / "yolo" / "data.yaml", "test")
@@ -177,7 +177,7 @@ def test_voc_folder_and_yolo_yaml_give_the_same_ground_truth(tmp_path, bccd_root
 
 
 def test_yolo_yaml_variants_and_errors(tmp_path, bccd_root):
-    from detection.bccd import build_bccd_yolo
+    from workbench.builders.bccd import build_bccd_yolo
 
     build_bccd_yolo(bccd_root, tmp_path / "yolo", classes=("wbc", "rbc"), splits=("val", "test"), limit=3)
     root = tmp_path / "yolo"
@@ -209,7 +209,7 @@ def test_yolo_yaml_variants_and_errors(tmp_path, bccd_root):
 @pytest.fixture(scope="module")
 def small_yolo(tmp_path_factory, bccd_root):
     """BCCD test as YOLO, first 3 images, plus one image without any label file."""
-    from detection.bccd import build_bccd_yolo
+    from workbench.builders.bccd import build_bccd_yolo
 
     root = tmp_path_factory.mktemp("eval_det") / "yolo"
     build_bccd_yolo(bccd_root, root, classes=("wbc",), splits=("test",), limit=3)

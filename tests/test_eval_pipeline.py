@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 from detection.evaluate import load_ground_truth
-from workbench import eval_runs
+from workbench.app import eval_store
 from workbench.cli import EXIT_ERROR, EXIT_OK, main
-from workbench.errors import EvalRunError
-from workbench.evaluation import ImageTruth, TrueCell, evaluate_pipeline, load_point_truth
-from workbench.results import CellDetection, SmearResult
+from workbench.core.errors import EvalRunError
+from workbench.app.evaluation import ImageTruth, TrueCell, evaluate_pipeline, load_point_truth
+from workbench.app.results import CellDetection, SmearResult
 
 from tests.conftest import ALLIDB1, need
 
@@ -158,7 +158,7 @@ def smears(tmp_path_factory, bccd_root):
 @pytest.fixture()
 def runs_root(tmp_path, monkeypatch):
     root = tmp_path / "eval-runs"
-    monkeypatch.setattr(eval_runs, "EVAL_RUNS_DIR", root)
+    monkeypatch.setattr(eval_store, "EVAL_RUNS_DIR", root)
     return root
 
 
@@ -175,7 +175,7 @@ def test_cli_eval_pipeline_boxes_points_and_list(capsys, tmp_path, smears, runs_
     assert box_run.name.endswith("-pipeline")
     m = json.loads((box_run / "metrics.json").read_text())
     assert m["kind"] == "pipeline" and m["mode"] == "boxes" and m["names"] == ["blast", "normal"]
-    assert set(m["summary"]) >= set(eval_runs.SUMMARY_KEYS["pipeline"])
+    assert set(m["summary"]) >= set(eval_store.SUMMARY_KEYS["pipeline"])
     assert m["weights"]["detector"]["path"] == str(tiny_detector)
     assert m["weights"]["classifier"]["path"] == str(tiny_classifier)
     assert m["summary"]["images"] == 2 and m["summary"]["true_blasts"] >= 1
@@ -201,7 +201,7 @@ def test_cli_eval_pipeline_boxes_points_and_list(capsys, tmp_path, smears, runs_
     assert pm["mode"] == "points" and pm["summary"]["wbc_precision"] is None
     assert pm["summary"]["true_blasts"] == 15 and "cell_confusion" not in pm["plots"]
 
-    runs = eval_runs.list_eval_runs()
+    runs = eval_store.list_eval_runs()
     assert [r.path.resolve() for r in runs] == [(tmp_path / "points-run").resolve(), box_run.resolve()]
     assert all(r.kind == "pipeline" and r.plots and all(p.is_file() for p in r.plots.values()) for r in runs)
     code, listed, _ = run(capsys, "eval", "list")
@@ -214,13 +214,13 @@ def test_cli_eval_pipeline_boxes_points_and_list(capsys, tmp_path, smears, runs_
 
 def test_saved_run_errors(tmp_path):
     with pytest.raises(EvalRunError, match="not an eval run"):
-        eval_runs.load_eval_run(tmp_path)
+        eval_store.load_eval_run(tmp_path)
     (tmp_path / "metrics.json").write_text("{not json")
     with pytest.raises(EvalRunError, match="unreadable"):
-        eval_runs.load_eval_run(tmp_path)
+        eval_store.load_eval_run(tmp_path)
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "metrics.json").write_text(json.dumps({"kind": "other"}))
-    assert eval_runs.list_eval_runs(tmp_path) == []  # damaged runs are skipped, never fatal
+    assert eval_store.list_eval_runs(tmp_path) == []  # damaged runs are skipped, never fatal
 
 
 def test_cli_eval_pipeline_bad_inputs(capsys, tmp_path, smears, runs_root, tiny_detector, tiny_classifier):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from detection.evaluate import GroundTruth, GtImage, drop_ignored, evaluate_detections
-from workbench.evaluation import _pool, detection_sources, false_cells_per_image
+from workbench.app.eval_detection import _pool, detection_sources, false_cells_per_image
 
 
 def _gt(name: str, boxes_per_image, ignore_per_image=None) -> GroundTruth:
@@ -103,7 +103,7 @@ def test_eval_list_yaml(tmp_path):
     (tmp_path / "data.yaml").write_text("names: {0: wbc}\ntest: images\n")
     assert detection_sources(tmp_path / "data.yaml") is None
     (tmp_path / "bad.yaml").write_text("sources: [a, b]\n")
-    from workbench.errors import DatasetError
+    from workbench.core.errors import DatasetError
 
     with pytest.raises(DatasetError, match="sources"):
         detection_sources(tmp_path / "bad.yaml")

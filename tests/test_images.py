@@ -1,4 +1,4 @@
-"""Tests for workbench.images: every bad input becomes one clear ImageLoadError, every odd but valid one is converted
+"""Tests for workbench.core.images: every bad input becomes one clear ImageLoadError, every odd but valid one is converted
 to RGB uint8 (H, W, 3) correctly.
 
 Real images are read from the shared datasets folder (env var SMEAR_DATASETS, default <repo>/../shared/datasets);
@@ -18,9 +18,9 @@ import pytest
 import tifffile
 from PIL import Image, ImageFile
 
-import workbench.images as images
-from workbench.errors import ImageLoadError, WorkbenchError
-from workbench.images import DEFAULT_MAX_PIXELS, ImageInput, collect_inputs, image_size, load_image, to_rgb8
+import workbench.core.images as images
+from workbench.core.errors import ImageLoadError, WorkbenchError
+from workbench.core.images import DEFAULT_MAX_PIXELS, ImageInput, collect_inputs, image_size, load_image, to_rgb8
 
 DATASETS = Path(os.environ.get("SMEAR_DATASETS", Path(__file__).resolve().parents[1].parent / "shared" / "datasets"))
 BCCD_JPEG = DATASETS / "bccd" / "BCCD" / "JPEGImages" / "BloodImage_00000.jpg"
@@ -536,10 +536,13 @@ def test_collect_folder_returns_sorted_images_only(tmp_path):
     (folder / "README").write_text("no extension")
     (folder / "sub").mkdir()
     _touch_image(folder / "sub" / "nested.png")  # not recursive
-    (folder / "dir_named.png").mkdir()  # a folder that looks like an image is not a file
+    (folder / "dir_named.png").mkdir()  # a folder that looks like an image: listed with why, never dropped
 
     inputs = collect_inputs([folder])
-    assert all(isinstance(item, ImageInput) and item.error is None for item in inputs)
+    odd = [item for item in inputs if item.error]
+    assert [item.path.name for item in odd] == ["dir_named.png"] and "is a folder" in odd[0].error
+    inputs = [item for item in inputs if not item.error]
+    assert all(isinstance(item, ImageInput) for item in inputs)
     paths = [item.path for item in inputs]
     expected = sorted(folder / name for name in ["c.png", "a.jpg", "B.TIF", "d.jpeg", "e.bmp", "f.tiff"])
     assert paths == expected

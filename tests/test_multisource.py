@@ -1,4 +1,4 @@
-"""The 3-class, one-pixel-size detector set (detection.multisource) and its trainer's partial labels."""
+"""The 3-class, one-pixel-size detector set (workbench.builders.detection_set) and its trainer's partial labels."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 import yaml
 
-from detection.multisource import CLASSES, RBC_PX, build_multisource_detection
-from detection.voc import parse_voc
+from workbench.builders.detection_set import CLASSES, RBC_PX, build_multisource_detection
+from workbench.core.voc import parse_voc
 from tests.conftest import need
 
 TXL = "txl-pbc"

@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from workbench.images import ImageInput
-from workbench.pipeline import SmearAnalyzer
-from workbench.results import CELL_CSV_COLUMNS, BatchResult, SmearResult
-from workbench.weights import sha256_file
+from workbench.core.images import ImageInput
+from workbench.app.config import with_overrides
+from workbench.app.pipeline import SmearAnalyzer
+from workbench.app.results import CELL_CSV_COLUMNS, BatchResult, SmearResult
+from workbench.app.weights import sha256_file
 
 
 @pytest.fixture()
@@ -55,8 +56,8 @@ def test_allidb1_large_image_is_tiled(tiny_config, allidb1_canon_image):
     result = analyzer.analyze_image(allidb1_canon_image)
     check_result(result, 2592, 1944)
     assert result.tiled and result.n_tiles == 24
-    tiny_config["tiling"]["mode"] = "off"
-    untiled = SmearAnalyzer.from_config(tiny_config).analyze_image(allidb1_canon_image)
+    untiled = SmearAnalyzer.from_config(with_overrides(tiny_config, {"tiling": {"mode": "off"}})
+                                        ).analyze_image(allidb1_canon_image)
     assert not untiled.tiled and untiled.n_tiles == 1
 
 
@@ -97,16 +98,16 @@ def test_json_and_csv_round_trip(analyzer, bccd_root):
 
 
 def test_settings_that_do_not_fit_are_clear(tiny_config):
-    from workbench.errors import WorkbenchError
+    from workbench.core.errors import WorkbenchError
 
-    tiny_config["tiling"]["overlap"] = 0.95
     with pytest.raises(WorkbenchError, match="overlap"):
-        SmearAnalyzer.from_config(tiny_config)
+        SmearAnalyzer.from_config(with_overrides(tiny_config, {"tiling": {"overlap": 0.95}}))
+    with pytest.raises(WorkbenchError, match="overlap=0.9' is out of range"):   # the tiler's own bound, checked early
+        SmearAnalyzer.from_config(with_overrides(tiny_config, {"tiling": {"overlap": 0.9}}))
 
 
-def test_image_sink_receives_decoded_image(analyzer, bccd_image):
-    got = []
-    analyzer.analyze([bccd_image], image_sink=lambda r, im: got.append(im.shape))
+def test_iter_analyze_yields_the_decoded_image(analyzer, bccd_image):
+    got = [image.shape for _, image in analyzer.iter_analyze([bccd_image])]
     assert got == [(480, 640, 3)]
 
 

@@ -1,4 +1,4 @@
-"""Tests for detection.scale: the red-cell ruler agrees with labelled boxes, with hand measurements, and with itself.
+"""Tests for workbench.core.scale: the red-cell ruler agrees with labelled boxes, with hand measurements, and with itself.
 
 Real data comes from SMEAR_DATASETS (default <repo>/../shared/datasets); tests that need it are skipped with the
 reason when it is absent. Everything runs in well under a minute on two cores (~100 images at 40-150 ms each).
@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 import pytest
 
-from detection.scale import RBC_DIAMETER_UM, ScaleEstimate, estimate_rbc_scale
-from detection.voc import parse_voc
+from workbench.core.scale import RBC_DIAMETER_UM, ScaleEstimate, estimate_rbc_scale
+from workbench.core.voc import parse_voc
 from tests.conftest import ALLIDB1, BCCD_ROOT, DATASETS, need
 
 TXL_ROOT = DATASETS / "txl-pbc"

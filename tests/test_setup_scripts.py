@@ -86,7 +86,7 @@ def test_wheel_install_analyses_the_sample_with_the_shipped_weights(tmp_path):
     work = tmp_path / "elsewhere"   # not the repository: nothing may be found through the working folder
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMEAR_")} | {"HOME": str(tmp_path / "home")}
-    where = subprocess.run([str(python), "-c", "import workbench, workbench.paths as p; "
+    where = subprocess.run([str(python), "-c", "import workbench, workbench.app.paths as p; "
                             "print(workbench.__file__); print(p.weights_dir())"], cwd=work, env=env,
                            capture_output=True, text=True, check=True).stdout.split()
     assert where[0].startswith(str(purelib)) and where[1] == str(purelib / "workbench" / "shipped_weights")

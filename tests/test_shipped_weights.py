@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from detection.boxes import pairwise_overlaps
-from detection.voc import parse_voc
+from workbench.core.boxes import pairwise_overlaps
+from workbench.core.voc import parse_voc
 from workbench.cli import main
-from workbench.weights import Manifest, resolve_weights
+from workbench.app.weights import Manifest, resolve_weights
 
 N_IMAGES = 10  # the first BCCD test-split images (official list order) that have a WBC box: no hand-picking
 
@@ -52,8 +52,8 @@ def test_half_size_bccd_image_gives_the_same_white_cells(bccd_root, tmp_path):
     resolution gives the same white cells (IoU >= 0.5 after scaling back)."""
     import cv2
 
-    from workbench.config import load_config
-    from workbench.pipeline import SmearAnalyzer
+    from workbench.app.config import load_config
+    from workbench.app.pipeline import SmearAnalyzer
 
     analyzer = SmearAnalyzer.from_config(load_config())
     test_ids = (bccd_root / "ImageSets" / "Main" / "test.txt").read_text().split()

@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from detection.boxes import pairwise_overlaps
+from workbench.core.boxes import pairwise_overlaps
 from detection.tiling import TilingConfig, merge_tile_boxes, predict_tiled, should_tile, tile_grid
-from workbench.images import load_image
+from workbench.core.images import load_image
 
 MIN_AREA = 1500  # px: platelets and stain debris are smaller than any white cell at this magnification
 

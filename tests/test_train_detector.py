@@ -7,18 +7,18 @@ import pytest
 import yaml
 
 from workbench.cli import main
-from workbench.weights import Manifest, sha256_file
+from workbench.app.weights import Manifest, sha256_file
 
 
 def test_dataset_then_one_epoch_training_registers_weights(tmp_path, monkeypatch, capsys, datasets_root):
-    from detection import bccd
+    from workbench.builders import bccd
 
     real_build = bccd.build_bccd_yolo
     monkeypatch.setattr(bccd, "build_bccd_yolo", lambda *a, **k: real_build(*a, **{**k, "limit": 4}))
     assert main(["dataset", "bccd", "--datasets", str(datasets_root), "--out", str(tmp_path / "data")]) == 0
     assert "BCCD -> YOLO: 12 images" in capsys.readouterr().out
 
-    monkeypatch.setattr("workbench.weights.WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setattr("workbench.app.weights.WEIGHTS_DIR", tmp_path / "weights")
     code = main(["train", "detector", "--data", str(tmp_path / "data" / "data.yaml"), "--epochs", "1", "--imgsz", "64",
                  "--batch", "4", "--workers", "0", "--no-plots", "--out", str(tmp_path / "runs"), "--name", "t",
                  "--register", "wbc-test", "--default"])

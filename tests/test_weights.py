@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 
-from workbench.config import load_config
-from workbench.errors import WeightsError
-from workbench.pipeline import SmearAnalyzer
-from workbench.weights import Manifest, WeightsEntry, resolve_weights, sha256_file
+from workbench.app.config import load_config
+from workbench.core.errors import WeightsError
+from workbench.app.pipeline import SmearAnalyzer
+from workbench.app.weights import Manifest, WeightsEntry, resolve_weights, sha256_file
 
 
 @pytest.fixture()
@@ -74,9 +74,9 @@ def test_wrong_task_and_missing_default(store, tmp_path):
 
 def test_detector_without_wbc_class_is_refused(tmp_path, bccd_root):
     """A model trained on other classes (here BCCD's RBC only) cannot be used as the WBC detector."""
-    from detection.bccd import build_bccd_yolo
+    from workbench.builders.bccd import build_bccd_yolo
     from detection.predictor import WbcDetector
-    from detection.ultralytics_env import import_ultralytics
+    from workbench.core.ultralytics_env import import_ultralytics
     from detection import DetectorLoadError
 
     import_ultralytics()

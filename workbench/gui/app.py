@@ -24,8 +24,8 @@ def make_app(argv: Sequence[str] | None = None) -> QApplication:
 
 def _weights_line(settings) -> tuple[str, bool]:
     """Which weights the window will analyse with, checked as analysis checks them (manifest sha256)."""
-    from workbench.errors import WorkbenchError
-    from workbench.weights import resolve_weights
+    from workbench.core.errors import WorkbenchError
+    from workbench.app.weights import resolve_weights
 
     parts, ok = [], True
     for what, spec, task in (("detector", settings.detector, "detect"), ("classifier", settings.classifier,

@@ -2,9 +2,12 @@
 
 `BoxEditor` switches a SmearView into edit mode (no hand-drag panning; the mouse edits boxes instead) and turns every
 edit into a QUndoCommand on its QUndoStack. A command stores the exact cells before and after (CellDetection, float
-xyxy = the item's QRectF), so undo and redo restore exact coordinates. Applying a command updates the scene item,
-the shown SmearResult and, when a ProjectStore is attached, the project file in one SQLite transaction with an audit
-row per changed box (operator = the store's operator).
+xyxy = the item's QRectF), so undo and redo restore exact coordinates. The session model is the truth: applying a
+command writes the project file (when a ProjectStore is attached: one SQLite transaction with an audit row per
+changed box, operator = the store's operator), then replaces the image's cells in the `SessionModel`
+(`replace_cells`); the scene's boxes are redrawn when the model notifies ``cells_changed``, never read back. Only a
+drag in progress moves a box item directly (a preview), and the command that ends the drag puts it where the model
+says.
 
 Mouse: drag on empty space draws a box (the current label); click a box to select it (Ctrl+click adds/removes);
 drag a selected box to move the selection; drag a corner handle of the single selected box to resize it.
@@ -18,13 +21,15 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable, Mapping, Sequence
 
-from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QKeySequence, QPen, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsRectItem
 
+from workbench.app.results import CellDetection
+from workbench.app.session import ImageRecord, SessionModel
+from workbench.core.errors import WorkbenchError
 from workbench.gui.style import SELECTION_RGB
 from workbench.gui.viewer import SmearView
-from workbench.results import CellDetection
 
 Cells = Mapping[int, "CellDetection | None"]
 HANDLE_PX = 8.0          # corner handles: size on screen, and how close a press must be to grab one
@@ -102,15 +107,19 @@ class HandleItem(QGraphicsRectItem):
 
 
 class BoxEditor(QObject):
-    """Edit mode for a SmearView. `set_image(image_id)` after the scene shows a new result; `store` optional."""
+    """Edit mode for a SmearView showing a record of `model`: `set_image(image_id, record)` once the scene shows
+    the record's result; `store` (the annotation ProjectStore) optional."""
 
-    edited = Signal()               # the cells of the shown result changed (counts, gallery, list may update)
+    edited = Signal()               # the edited record's cells changed (after the model said so)
     selectionChanged = Signal(list)
+    storeFailed = Signal(str, str)  # (title, message): an edit the project file refused; nothing of it was applied
 
-    def __init__(self, view: SmearView, store=None, labels: Sequence[str] = ("blast", "normal"),
+    def __init__(self, view: SmearView, model: SessionModel, store=None, labels: Sequence[str] = ("blast", "normal"),
                  parent: QObject | None = None) -> None:
         super().__init__(parent or view)
         self.view = view
+        self.model = model
+        self.record: ImageRecord | None = None
         self.viewport = view.viewport()      # kept: the event filter must not call into a view being destroyed
         self.scene = view.smear_scene
         self.store = store
@@ -137,6 +146,7 @@ class BoxEditor(QObject):
         self.undo_action.setShortcuts(QKeySequence.StandardKey.Undo)
         self.redo_action = self.undo_stack.createRedoAction(self, "&Redo")
         self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        model.subscribe(self._on_model)
 
     # -- mode and image ---------------------------------------------------------------------------------------------
     def set_enabled(self, enabled: bool) -> None:
@@ -165,39 +175,64 @@ class BoxEditor(QObject):
                 self.scene.addItem(item)
                 item.setVisible(False)
 
-    def set_image(self, image_id: int | None) -> None:
-        """A new image (or a reloaded result) is shown: the history of the previous one is dropped."""
+    def set_image(self, image_id: int | None, record: ImageRecord | None = None) -> None:
+        """A new image (or a reloaded result) is shown: the history of the previous one is dropped. `image_id` is
+        the image in the store, `record` the session's record whose cells are edited."""
         self.image_id = image_id
+        self.record = record
         self.undo_stack.clear()
         self.selected = []
         self._add_overlays()
         self._update_selection()
 
     def cells(self) -> list[CellDetection]:
-        """The shown image's cells in id order (the scene's items are the truth)."""
-        return [self.scene.cell_items[i].cell for i in sorted(self.scene.cell_items)]
+        """The edited image's cells in id order, as the model holds them (the scene only shows them)."""
+        if self.record is None or self.record.result is None:
+            return []
+        return sorted(self.record.result.cells, key=lambda c: c.cell_id)
+
+    def cell(self, cell_id: int) -> CellDetection:
+        return next(c for c in self.cells() if c.cell_id == cell_id)
 
     def _next_id(self) -> int:
-        ids = list(self.scene.cell_items)
+        ids = [c.cell_id for c in self.cells()]
         if self.store is not None and self.image_id is not None:
             ids.append(self.store.next_cell_id(self.image_id) - 1)
         return max(ids, default=-1) + 1
 
-    # -- applying (the only place that changes cells) ---------------------------------------------------------------
+    # -- applying (the only place that changes cells): the store, then the model; the scene follows the model -------
     def _apply(self, before: Cells, after: Cells, action: str, source: str = "manual") -> None:
-        result = self.scene.result
-        for cell_id in sorted(after):
-            cell = after[cell_id]
+        if self.record is None:
+            return
+        cells = {c.cell_id: c for c in self.cells()}
+        for cell_id, cell in after.items():
             if cell is None:
-                self.scene.remove_cell(cell_id)
+                cells.pop(cell_id, None)
             else:
-                self.scene.update_cell(cell)
-                self.scene.cell_items[cell_id].setVisible(True)   # an edited box is always shown
-        if result is not None:
-            result.cells = self.cells()
-            result.recount()
+                cells[cell_id] = cell
         if self.store is not None and self.image_id is not None:
-            self.store.apply(self.image_id, before, after, action, source)
+            try:
+                self.store.apply(self.image_id, before, after, action, source)
+            except WorkbenchError as exc:   # another window changed these boxes first, or the file cannot be written
+                self._store_failed(exc)
+                return
+        self.model.replace_cells(self.record, [cells[i] for i in sorted(cells)])
+
+    def _store_failed(self, exc: WorkbenchError) -> None:
+        """Nothing was saved: show the project's boxes as they are and drop a history that no longer matches them."""
+        try:
+            self.model.replace_cells(self.record, self.store.cells(self.image_id))
+        except WorkbenchError:
+            pass                                            # unreadable too: the message below says why
+        QTimer.singleShot(0, self.undo_stack.clear)         # not inside the command that is being pushed
+        self.storeFailed.emit("The change was not saved", str(exc))
+
+    def _on_model(self, event: str, record) -> None:
+        """The model changed the edited record's cells: redraw the boxes that differ, keep the selection valid."""
+        if event != "cells_changed" or record is None or record is not self.record:
+            return
+        if self.scene.result is record.result:
+            self.scene.sync_cells(record.result.cells)     # (a no-op when the window's display already did it)
         self.selected = [i for i in self.selected if i in self.scene.cell_items]
         self._update_selection()
         self.edited.emit()
@@ -216,21 +251,21 @@ class BoxEditor(QObject):
         return cell_id
 
     def set_rects(self, rects: Mapping[int, QRectF], text: str = "Move box") -> None:
-        before = {i: self.scene.cell_items[i].cell for i in rects}
+        before = {i: self.cell(i) for i in rects}
         after = {i: edited_cell(before[i], rects[i]) for i in rects}
         if any(before[i].xyxy != after[i].xyxy for i in rects):
             self.push(MoveResizeBoxes(self, text, before, after))
 
     def delete_selected(self) -> None:
         if self.selected:
-            before = {i: self.scene.cell_items[i].cell for i in self.selected}
+            before = {i: self.cell(i) for i in self.selected}
             self.push(DeleteBoxes(self, f"Delete {len(before)} box(es)", before, {i: None for i in before}))
 
     def relabel_selected(self, label: str) -> None:
         if label not in self.labels:
             raise ValueError(f"{label!r} is not one of the project's labels {self.labels}")
         self.current_label = label
-        cells = [self.scene.cell_items[i].cell for i in self.selected]
+        cells = [self.cell(i) for i in self.selected]
         before = {c.cell_id: c for c in cells if c.label != label}
         if before:
             self.push(Relabel(self, f"Relabel {len(before)} box(es) {label}", before,
@@ -245,7 +280,7 @@ class BoxEditor(QObject):
                              {i: new.get(i) for i in old.keys() | new.keys()}))
 
     def copy_selected(self) -> None:
-        self.clipboard = [self.scene.cell_items[i].cell for i in sorted(self.selected)]
+        self.clipboard = [self.cell(i) for i in sorted(self.selected)]
 
     def paste(self) -> None:
         if not self.clipboard:

@@ -1,4 +1,4 @@
-"""Evaluation view: the saved evaluation runs (`workbench.eval_runs`) and, for the chosen run, its headline numbers,
+"""Evaluation view: the saved evaluation runs (`workbench.app.eval_store`) and, for the chosen run, its headline numbers,
 the per-class table (P, R, mAP50, mAP50-95), and its plots (PR curve, confusion matrix, ...)."""
 
 from __future__ import annotations
@@ -171,16 +171,16 @@ class EvalView(QWidget):
         self.run_list.clear()
         self.runs = []
         try:
-            from workbench import eval_runs
+            from workbench.app import eval_store
         except ImportError as exc:
             self.root_label.setText("Runs folder: –")
             self.empty_label.setText(f"Evaluation runs cannot be read here ({exc}).")
             self.show_run(None)
             return
-        root = self.root or getattr(eval_runs, "EVAL_RUNS_DIR", None)
+        root = self.root or getattr(eval_store, "EVAL_RUNS_DIR", None)
         self.root_label.setText(f"Runs folder: {root}")
         try:
-            self.runs = list(eval_runs.list_eval_runs(self.root))
+            self.runs = list(eval_store.list_eval_runs(self.root))
         except Exception as exc:  # a broken runs folder must not take the view down
             self.empty_label.setText(f"Cannot list evaluation runs in {root}: {exc}")
             self.show_run(None)

@@ -18,10 +18,10 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFormLay
                                QPushButton, QSizePolicy, QTableWidget, QTableWidgetItem, QTreeWidget,
                                QTreeWidgetItem, QVBoxLayout, QWidget)
 
-from workbench.gui.session import (ANALYSED, FAILED, NEW, QUEUED, REVIEWED, STATUS_TEXT, ImageRecord,
+from workbench.app.session import (ANALYSED, FAILED, NEW, QUEUED, REVIEWED, STATUS_TEXT, ImageRecord,
                                    SessionModel)
 from workbench.gui.style import label_colour, label_name
-from workbench.results import CellCounts, CellDetection
+from workbench.app.results import CellCounts, CellDetection
 
 STATUS_COLOURS = {NEW: QColor(120, 120, 120), QUEUED: QColor(170, 120, 0), ANALYSED: QColor(20, 100, 180),
                   REVIEWED: QColor(30, 140, 60), FAILED: QColor(200, 40, 40)}
@@ -135,7 +135,7 @@ class ImageListPanel(QWidget):
         elif event == "records_removed":
             self.tree.clear()
             self._items.clear()
-        elif event == "record_changed":
+        elif event in ("record_changed", "cells_changed"):
             self._update_row(payload)
         elif event == "threshold_changed":
             for record in self.model.records:
@@ -147,7 +147,7 @@ class ImageListPanel(QWidget):
                 self.tree.setCurrentItem(item)
                 self._syncing = False
                 self.tree.scrollToItem(item)
-        if event in ("records_added", "records_removed", "record_changed", "threshold_changed"):
+        if event in ("records_added", "records_removed", "record_changed", "cells_changed", "threshold_changed"):
             self._update_summary()
 
     def _update_row(self, record: ImageRecord) -> None:
@@ -237,7 +237,7 @@ class MetadataPanel(QWidget):
     def _on_model(self, event: str, payload: Any) -> None:
         if event == "current_changed":
             self._show(payload)
-        elif event == "record_changed" and payload is self.record:
+        elif event in ("record_changed", "cells_changed") and payload is self.record:
             self._show(payload)
 
     def _show(self, record: ImageRecord | None) -> None:

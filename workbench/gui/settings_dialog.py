@@ -1,11 +1,13 @@
 """Analysis settings of the GUI: which weights (from the manifest, with their measured metrics) and thresholds.
 
-`GuiSettings` is a plain dataclass that starts from `workbench/cfg/default.yaml` and becomes the pipeline config
-(`to_config`); `load_settings` / `save_settings` persist it in QSettings, so the choices survive a restart.
+`GuiSettings` is a plain dataclass of the user's choices, each one setting of `workbench/cfg/default.yaml`; it starts
+from that file and becomes the pipeline settings (`to_config`); `load_settings` / `save_settings` persist it in
+QSettings, so the choices survive a restart.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -14,49 +16,59 @@ from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog, QFormLayout,
                                QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSpinBox, QVBoxLayout)
 
-from workbench.config import load_config
-from workbench.errors import WorkbenchError
-from workbench.weights import Manifest, WeightsEntry
+from workbench.app.config import Settings, load_config, schema
+from workbench.core.errors import ConfigError, WorkbenchError
+from workbench.app.weights import Manifest, WeightsEntry
 
 SETTINGS_GROUP = "analysis"
+log = logging.getLogger(__name__)
+
+
+# each GUI choice is one setting of workbench/cfg/default.yaml (the defaults live there only)
+SETTING_KEYS = {"detector": "detector.weights", "classifier": "classifier.weights", "det_conf": "detector.conf",
+                "det_iou": "detector.iou", "imgsz": "detector.imgsz", "max_det": "detector.max_det",
+                "tile_mode": "tiling.mode", "device": "detector.device", "classifier_batch": "classifier.batch",
+                "max_pixels": "images.max_pixels"}
 
 
 @dataclass
 class GuiSettings:
-    """What an analysis from the GUI runs with. `detector` / `classifier`: None = the manifest's default, a manifest
+    """What an analysis from the GUI runs with: the user's choices of some settings (`SETTING_KEYS`), kept and
+    saved as overrides of the defaults file. `detector` / `classifier`: None = the manifest's default, a manifest
     entry name, or a path to a weight file."""
 
     detector: str | None = None
     classifier: str | None = None
-    det_conf: float = 0.25
-    det_iou: float = 0.5
-    imgsz: int = 640
-    max_det: int = 300
-    tile_mode: str = "auto"
-    device: str = "cpu"
-    classifier_batch: int = 32
-    max_pixels: int = 100_000_000
+    det_conf: float | None = None
+    det_iou: float | None = None
+    imgsz: int | None = None
+    max_det: int | None = None
+    tile_mode: str | None = None
+    device: str | None = None
+    classifier_batch: int | None = None
+    max_pixels: int | None = None
 
     @classmethod
     def defaults(cls) -> "GuiSettings":
         config = load_config()
-        det = config["detector"]
-        return cls(detector=det["weights"], classifier=config["classifier"]["weights"], det_conf=float(det["conf"]),
-                   det_iou=float(det["iou"]), imgsz=int(det["imgsz"]), max_det=int(det["max_det"]),
-                   tile_mode=str(config["tiling"]["mode"]), device=str(det["device"]),
-                   classifier_batch=int(config["classifier"]["batch"]),
-                   max_pixels=int(config["images"]["max_pixels"]))
+        values = {}
+        for name, key in SETTING_KEYS.items():
+            section, option = key.split(".")
+            values[name] = getattr(getattr(config, section), option)
+        return cls(**values)
 
-    def to_config(self) -> dict[str, Any]:
-        """The pipeline config for these settings (raises ConfigError for values the pipeline refuses)."""
-        return load_config(overrides={
-            "detector": {"weights": self.detector or None, "conf": float(self.det_conf), "iou": float(self.det_iou),
-                         "imgsz": int(self.imgsz), "max_det": int(self.max_det), "device": self.device},
-            "classifier": {"weights": self.classifier or None, "batch": int(self.classifier_batch),
-                           "device": self.device},
-            "tiling": {"mode": self.tile_mode},
-            "images": {"max_pixels": int(self.max_pixels)},
-        })
+    def overrides(self) -> dict[str, dict[str, Any]]:
+        """These choices as settings overrides (the device is both models')."""
+        out: dict[str, dict[str, Any]] = {}
+        for name, key in SETTING_KEYS.items():
+            section, option = key.split(".")
+            out.setdefault(section, {})[option] = getattr(self, name)
+        out["classifier"]["device"] = self.device
+        return out
+
+    def to_config(self) -> Settings:
+        """The pipeline settings for these choices (raises ConfigError for values the pipeline refuses)."""
+        return load_config(overrides=self.overrides())
 
 
 def _convert(value: Any, default: Any) -> Any:
@@ -75,6 +87,7 @@ def load_settings(store: QSettings | None = None) -> GuiSettings:
     """The saved settings on top of the defaults; a value that cannot be read keeps its default."""
     store = store or QSettings()
     settings = GuiSettings.defaults()
+    checks = schema()
     store.beginGroup(SETTINGS_GROUP)
     try:
         for f in fields(GuiSettings):
@@ -82,13 +95,15 @@ def load_settings(store: QSettings | None = None) -> GuiSettings:
                 continue
             raw = store.value(f.name)
             default = getattr(settings, f.name)
+            key = SETTING_KEYS[f.name]
             try:
                 if f.name in ("detector", "classifier"):
-                    setattr(settings, f.name, str(raw) if raw not in (None, "") else None)
+                    value = str(raw) if raw not in (None, "") else None
                 else:
-                    setattr(settings, f.name, _convert(raw, default))
-            except (TypeError, ValueError):
-                pass
+                    value = _convert(raw, default)
+                setattr(settings, f.name, checks[key](key, value))   # a stored value the pipeline refuses is dropped
+            except (TypeError, ValueError, ConfigError):
+                log.warning("ignoring the saved setting %s=%r", f.name, raw)
     finally:
         store.endGroup()
     return settings

@@ -1,6 +1,6 @@
 """The GUI's one class map: how each label is named and coloured in boxes, the gallery and the counts.
 
-The colours are those of the annotated PNGs (`workbench.render.LABEL_COLOURS_BGR`, as RGB here so this module
+The colours are those of the annotated PNGs (`workbench.app.render.LABEL_COLOURS_BGR`, as RGB here so this module
 does not need OpenCV at start-up; a test keeps both in step): red for blasts, green for normal cells.
 """
 

@@ -3,8 +3,8 @@
 Cell items are made once per result and then only shown, hidden or restyled (threshold, label toggle, selection),
 never re-created per frame. Boxes use cosmetic pens and their labels ignore the view transform, so lines and text
 keep their screen size at any zoom. All geometry is QPointF/QRectF (floats end to end). Each `CellItem` knows its
-`CellDetection`, so a later editing feature can move, relabel, add or remove single items (`update_cell`,
-`add_cell`, `remove_cell`).
+`CellDetection`; after a box edit the model's cells are the truth and `sync_cells` updates only the items that
+differ (`update_cell`, `add_cell`, `remove_cell`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (QGraphicsItem, QGraphicsPixmapItem, QGraphicsRect
                                QStyleOptionGraphicsItem, QWidget)
 
 from workbench.gui.style import SELECTION_RGB, label_colour
-from workbench.results import CellDetection, SmearResult
+from workbench.app.results import CellDetection, SmearResult
 
 MIN_SCALE, MAX_SCALE = 0.02, 40.0
 WHEEL_STEP = 1.2
@@ -207,6 +207,21 @@ class SmearScene(QGraphicsScene):
         item.label_item.setVisible(self._label_shown(item))
         if cell.cell_id == self.selected_id:
             self.select_cell(cell.cell_id)
+
+    def sync_cells(self, cells) -> int:
+        """Make the items match `cells` (the result's cells after an edit): changed cells are restyled, new ones
+        added, gone ones removed; untouched items stay as they are. Returns how many items changed."""
+        wanted = {cell.cell_id: cell for cell in cells}
+        changed = 0
+        for cell_id in [i for i in self.cell_items if i not in wanted]:
+            self.remove_cell(cell_id)
+            changed += 1
+        for cell_id, cell in wanted.items():
+            item = self.cell_items.get(cell_id)
+            if item is None or item.cell != cell:
+                self.update_cell(cell)
+                changed += 1
+        return changed
 
     def remove_cell(self, cell_id: int) -> None:
         item = self.cell_items.pop(cell_id, None)

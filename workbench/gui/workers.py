@@ -1,60 +1,38 @@
-"""Background work for the GUI: analysis, image decoding, thumbnails and exports run in QThreadPool threads and
-report by signals, so the UI thread never waits on a model or a large image.
+"""One generic background worker for the GUI (napari / superqt `create_worker` style): a function runs in a
+QThreadPool thread and reports by generic signals, so the UI thread never waits on a model, a large image or a file.
 
-The models are loaded here, in the worker thread, the first time an analysis runs (`workbench.pipeline` and with
-it torch/ultralytics are imported only then) and kept for the next analysis with the same settings.
+    worker = Worker(fn, *args, **kwargs)          # fn may be a generator function
+    worker.yielded.connect(...)                   # each value a generator yields, as it comes
+    worker.returned.connect(...)                  # fn's return value (a generator's `return` value)
+    worker.errored.connect(...)                   # the exception fn raised (already logged with its traceback)
+    worker.finished.connect(...)                  # always last: after returned, errored or an abort
+    worker.start(pool)
+    worker.quit()                                 # a generator is closed at its next yield; no `returned` then
+
+A function that is not a generator can still stop early by polling `worker.abort_requested` (bind it late:
+``worker = Worker(lambda: export(..., cancel=lambda: worker.abort_requested))``).
+
+Unexpected exceptions are logged with `log.exception` (traceback) in the worker thread and handed to `errored`;
+expected ones (`WorkbenchError`: a missing weights file, an unreadable image) are logged as one warning line. The
+receiver shows them to the user (`describe_error` turns one into a message); nothing is swallowed.
 """
 
 from __future__ import annotations
 
-import copy
-import json
+import inspect
 import logging
 import threading
-import traceback
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ClassVar, Generator
 
-from PySide6.QtCore import QObject, QRunnable, QSize, Signal
-from PySide6.QtGui import QImage, QImageReader
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
-from workbench.errors import WorkbenchError
+from workbench.core.errors import WorkbenchError
 
 log = logging.getLogger(__name__)
 
-_analyzer_lock = threading.Lock()
-_analyzer_cache: dict[str, Any] = {}   # settings key -> SmearAnalyzer (only the latest settings are kept)
 
-
-def _settings_key(config: dict[str, Any]) -> str:
-    key = json.loads(json.dumps(config, sort_keys=True, default=str))
-    for section in ("detector", "classifier"):   # a weight file replaced on disk must be loaded again
-        weights = key.get(section, {}).get("weights")
-        if weights and Path(str(weights)).is_file():
-            key[section]["weights_mtime"] = Path(str(weights)).stat().st_mtime_ns
-    return json.dumps(key, sort_keys=True)
-
-
-def get_analyzer(config: dict[str, Any]):
-    """The SmearAnalyzer for these settings, loaded once (in the calling worker thread) and then reused."""
-    key = _settings_key(config)
-    with _analyzer_lock:
-        analyzer = _analyzer_cache.get(key)
-        if analyzer is None:
-            from workbench.pipeline import SmearAnalyzer   # torch / ultralytics are imported here, off the UI thread
-
-            analyzer = SmearAnalyzer.from_config(copy.deepcopy(config))
-            _analyzer_cache.clear()
-            _analyzer_cache[key] = analyzer
-        return analyzer
-
-
-def clear_analyzer_cache() -> None:
-    with _analyzer_lock:
-        _analyzer_cache.clear()
-
-
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """One line for the user: the message of an expected error, the type and message of an unexpected one."""
     if isinstance(exc, WorkbenchError):
         return str(exc)
     if isinstance(exc, OSError) and exc.strerror:
@@ -62,147 +40,94 @@ def _describe(exc: BaseException) -> str:
     return f"unexpected {type(exc).__name__}: {exc}"
 
 
-class AnalysisSignals(QObject):
-    status = Signal(str)                 # what the worker is doing ("loading models", ...)
-    result = Signal(int, object)         # index in the job, SmearResult
-    progress = Signal(int, int)          # done, total
-    failed = Signal(str)                 # the job could not run (weights, settings); one line
-    finished = Signal(bool)              # cancelled?
+class WorkerSignals(QObject):
+    """Made in the UI thread, so the connected callables run there (queued) whatever thread emits."""
 
-
-class AnalysisWorker(QRunnable):
-    """Analyses `items` [(path, sample_id)] one image at a time; `cancel()` stops it between images."""
-
-    def __init__(self, items: Sequence[tuple[str, str | None]], config: dict[str, Any]) -> None:
-        super().__init__()
-        self.setAutoDelete(False)
-        self.items = list(items)
-        self.config = copy.deepcopy(config)
-        self.signals = AnalysisSignals()
-        self._cancel = threading.Event()
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancel.is_set()
-
-    def run(self) -> None:
-        total = len(self.items)
-        try:
-            self.signals.status.emit("Loading models…")
-            analyzer = get_analyzer(self.config)
-            for index, (path, sample_id) in enumerate(self.items):
-                if self.cancelled:
-                    break
-                self.signals.status.emit(f"Analysing {Path(path).name} ({index + 1}/{total})…")
-                batch = analyzer.analyze([path], sample_id=sample_id, cancel=lambda: self.cancelled)
-                if not batch.images:
-                    break
-                self.signals.result.emit(index, batch.images[0])
-                self.signals.progress.emit(index + 1, total)
-        except Exception as exc:   # never let a model error reach Qt: it becomes one message for the user
-            log.debug("analysis failed:\n%s", traceback.format_exc())
-            self.signals.failed.emit(_describe(exc))
-        finally:
-            self.signals.finished.emit(self.cancelled)
-
-
-def numpy_to_qimage(image) -> QImage:
-    """RGB uint8 (H, W, 3) -> an independent QImage (safe to hand to the UI thread)."""
-    height, width = image.shape[:2]
-    qimage = QImage(image.data, width, height, 3 * width, QImage.Format.Format_RGB888)
-    return qimage.copy()
-
-
-class ImageSignals(QObject):
-    loaded = Signal(str, int, QImage)    # path, request id, image
-    failed = Signal(str, int, str)       # path, request id, message
-
-
-class ImageLoadWorker(QRunnable):
-    """Decodes one image with the pipeline's loader (same conversions and pixel limit) into a QImage."""
-
-    def __init__(self, path: Path | str, request_id: int, max_pixels: int | None) -> None:
-        super().__init__()
-        self.setAutoDelete(False)
-        self.path, self.request_id, self.max_pixels = str(path), request_id, max_pixels
-        self.signals = ImageSignals()
-
-    def run(self) -> None:
-        from workbench.images import load_image
-
-        try:
-            image = load_image(self.path, self.max_pixels)
-            self.signals.loaded.emit(self.path, self.request_id, numpy_to_qimage(image))
-        except Exception as exc:
-            self.signals.failed.emit(self.path, self.request_id, _describe(exc))
-
-
-class ThumbnailSignals(QObject):
-    ready = Signal(str, QImage)          # path, thumbnail
+    started = Signal()
+    yielded = Signal(object)
+    returned = Signal(object)
+    errored = Signal(object)
     finished = Signal()
 
 
-class ThumbnailWorker(QRunnable):
-    """Small previews for the image list, decoded at reduced size (fast for JPEG); unreadable files are skipped."""
+class Worker(QRunnable):
+    """Runs `fn(*args, **kwargs)` once in a thread pool; see the module docstring for the signals."""
 
-    def __init__(self, paths: Sequence[str], size: int = 56) -> None:
+    running: ClassVar[set["Worker"]] = set()    # started and not finished (their signal objects must outlive the run)
+
+    def __init__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         super().__init__()
         self.setAutoDelete(False)
-        self.paths, self.size = list(paths), size
-        self.signals = ThumbnailSignals()
-        self._cancel = threading.Event()
+        self.fn, self.args, self.kwargs = fn, args, kwargs
+        self.name = getattr(fn, "__qualname__", repr(fn))
+        self.signals = WorkerSignals()
+        self.pool: QThreadPool | None = None
+        self._abort = threading.Event()
+        self.signals.finished.connect(self._forget)
 
-    def cancel(self) -> None:
-        self._cancel.set()
+    # the signals, reachable as worker.yielded etc. (as superqt's workers)
+    @property
+    def started(self):
+        return self.signals.started
+
+    @property
+    def yielded(self):
+        return self.signals.yielded
+
+    @property
+    def returned(self):
+        return self.signals.returned
+
+    @property
+    def errored(self):
+        return self.signals.errored
+
+    @property
+    def finished(self):
+        return self.signals.finished
+
+    def start(self, pool: QThreadPool | None = None) -> "Worker":
+        self.pool = pool or QThreadPool.globalInstance()
+        Worker.running.add(self)
+        self.pool.start(self)
+        return self
+
+    def quit(self) -> None:
+        """Ask the work to stop: a generator is closed before its next value; `abort_requested` becomes True."""
+        self._abort.set()
+
+    @property
+    def abort_requested(self) -> bool:
+        return self._abort.is_set()
+
+    def _forget(self) -> None:
+        Worker.running.discard(self)
 
     def run(self) -> None:
+        self.signals.started.emit()
         try:
-            self._run()
+            value = self.fn(*self.args, **self.kwargs)
+            if inspect.isgenerator(value):
+                value = self._drain(value)
+            if not self.abort_requested:
+                self.signals.returned.emit(value)
+        except Exception as exc:  # never let an error reach Qt: log it, hand it to the UI thread
+            if isinstance(exc, WorkbenchError):
+                log.warning("%s: %s", self.name, exc)
+            else:
+                log.exception("background task %s failed", self.name)
+            self.signals.errored.emit(exc)
         finally:
             self.signals.finished.emit()
 
-    def _run(self) -> None:
-        for path in self.paths:
-            if self._cancel.is_set():
-                return
-            reader = QImageReader(path)
-            reader.setAutoTransform(True)
-            full = reader.size()
-            if full.isValid() and full.width() > 0 and full.height() > 0:
-                scale = self.size / max(full.width(), full.height())
-                reader.setScaledSize(QSize(max(1, round(full.width() * scale)), max(1, round(full.height() * scale))))
-            image = reader.read()
-            if not image.isNull():
-                self.signals.ready.emit(path, image)
-
-
-class TaskSignals(QObject):
-    progress = Signal(int, int)
-    done = Signal(object)
-    failed = Signal(str)
-
-
-class TaskWorker(QRunnable):
-    """Runs `fn(progress, cancel)` in the background (exports); `done` carries its return value."""
-
-    def __init__(self, fn: Callable[[Callable[[int, int], None], Callable[[], bool]], Any]) -> None:
-        super().__init__()
-        self.setAutoDelete(False)
-        self.fn = fn
-        self.signals = TaskSignals()
-        self._cancel = threading.Event()
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    def run(self) -> None:
+    def _drain(self, generator: Generator) -> Any:
         try:
-            value = self.fn(lambda done, total: self.signals.progress.emit(done, total), self._cancel.is_set)
-        except Exception as exc:
-            log.debug("task failed:\n%s", traceback.format_exc())
-            self.signals.failed.emit(_describe(exc))
-        else:
-            self.signals.done.emit(value)
+            while not self.abort_requested:
+                try:
+                    value = next(generator)
+                except StopIteration as stop:
+                    return stop.value
+                self.signals.yielded.emit(value)
+            return None
+        finally:
+            generator.close()

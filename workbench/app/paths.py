@@ -1,0 +1,68 @@
+"""Where the app finds its folders: shipped weights, evaluation runs and the real datasets.
+
+Run from a source checkout (the repository, installed editable or not installed at all), everything lives in the
+repository as before: `weights/`, `runs/eval/`, `../shared/datasets`. Installed from a wheel (`pip install .`),
+the package carries the shipped weights as package data (`workbench/shipped_weights/`, built from `weights/`) and
+writes its runs to the user's data folder, never into site-packages. Each folder can be moved by the `paths:`
+section of a settings file (`--config`), else by an environment variable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent   # the `workbench` package
+_CHECKOUT = PACKAGE_DIR.parent
+MANIFEST_NAME = "manifest.yaml"
+
+
+def source_checkout() -> Path | None:
+    """The repository root when the code runs from a checkout (it holds pyproject.toml and this package), else
+    None (an installed wheel: the parent folder is site-packages)."""
+    if (_CHECKOUT / "pyproject.toml").is_file() and (_CHECKOUT / "workbench" / "__init__.py").is_file():
+        return _CHECKOUT
+    return None
+
+
+def user_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base).expanduser() / "smear-workbench"
+
+
+def weights_dir(configured: str | Path | None = None) -> Path:
+    """The `paths.weights` setting, else `SMEAR_WEIGHTS_DIR`, else the checkout's `weights/`, else the weights
+    installed with the package."""
+    if configured:
+        return Path(configured).expanduser()
+    env = os.environ.get("SMEAR_WEIGHTS_DIR")
+    if env:
+        return Path(env).expanduser()
+    checkout = source_checkout()
+    if checkout is not None and (checkout / "weights" / MANIFEST_NAME).is_file():
+        return checkout / "weights"
+    return PACKAGE_DIR / "shipped_weights"
+
+
+def eval_runs_dir(configured: str | Path | None = None) -> Path:
+    """The `paths.eval_runs` setting, else `SMEAR_EVAL_RUNS`, else the checkout's `runs/eval/`, else
+    `<user data>/runs/eval`."""
+    if configured:
+        return Path(configured).expanduser()
+    env = os.environ.get("SMEAR_EVAL_RUNS")
+    if env:
+        return Path(env).expanduser()
+    checkout = source_checkout()
+    return (checkout if checkout is not None else user_data_dir()) / "runs" / "eval"
+
+
+def datasets_dir(configured: str | Path | None = None) -> Path:
+    """The `paths.datasets` setting, else `SMEAR_DATASETS`, else `../shared/datasets` beside the checkout (or beside
+    the working folder)."""
+    if configured:
+        return Path(configured).expanduser()
+    env = os.environ.get("SMEAR_DATASETS")
+    if env:
+        return Path(env).expanduser()
+    checkout = source_checkout()
+    return (checkout if checkout is not None else Path.cwd()).parent / "shared" / "datasets"

@@ -1,0 +1,208 @@
+"""The analysis pipeline: load image → detect WBCs (tiled when large) → crop → classify blast/normal → counts.
+
+One `SmearResult` per image comes out, whatever asked for it (CLI, GUI worker, eval). A bad image becomes a result
+with `error` set and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+
+from workbench import __version__
+from workbench.app.config import Settings, load_config
+from workbench.core.errors import ConfigError, ImageLoadError, WeightsError, WorkbenchError
+from workbench.core.images import ImageInput, collect_inputs, load_image
+from workbench.app.pixel_size import PixelSizeRuler
+from workbench.app.results import BatchResult, CellDetection, ModelInfo, SmearResult
+from workbench.app.weights import Manifest, check_class_names, resolve_weights
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int, SmearResult], None]   # (done, total, result of the image just finished)
+CancelCheck = Callable[[], bool]
+
+
+def check_device(device: str) -> None:
+    """A CUDA device asked for on a machine without one is a settings error, said before any model loads."""
+    if device in ("cpu", "mps"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError(f"device '{device}' asked for, but no CUDA GPU is available here (use --device cpu)")
+    index = 0 if device == "cuda" else int(device.split(":")[-1])
+    if index >= torch.cuda.device_count():
+        raise ConfigError(f"device '{device}' asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
+
+
+def load_detector(config: Settings, manifest: Manifest):
+    from detection import DetectorLoadError, TilingConfig
+    from detection.predictor import WbcDetector
+
+    det = config.detector
+    check_device(det.device)
+    resolved = resolve_weights(det.weights, "detect", manifest)
+    try:
+        tiling = TilingConfig(**config["tiling"])
+        pixel_size = resolved.entry.pixel_size_um if resolved.entry is not None else None
+        detector = WbcDetector(resolved.path, conf=det.conf, iou=det.iou, imgsz=det.imgsz, device=det.device,
+                               max_det=det.max_det, tiling=tiling, pixel_size_um=pixel_size,
+                               trust=det.trust_weights)
+    except DetectorLoadError as exc:
+        raise WeightsError(str(exc)) from exc
+    except ValueError as exc:
+        raise WorkbenchError(f"invalid detector/tiling settings: {exc}") from exc
+    check_class_names(resolved, detector.class_names)
+    info = resolved.model_info("yolov8", detector.class_names, det.imgsz)
+    if resolved.entry is not None:
+        info.architecture = resolved.entry.architecture
+    return detector, info
+
+
+def load_classifier_weights(config: Settings, manifest: Manifest):
+    from classification import ClassifierLoadError
+    from classification.predictor import BlastClassifier
+
+    cls_cfg = config.classifier
+    check_device(cls_cfg.device)
+    resolved = resolve_weights(cls_cfg.weights, "classify", manifest)
+    try:
+        classifier = BlastClassifier(resolved.path, device=cls_cfg.device, batch=cls_cfg.batch,
+                                     margin=cls_cfg.margin, blast_class=cls_cfg.blast_class)
+    except ClassifierLoadError as exc:
+        raise WeightsError(str(exc)) from exc
+    spec = classifier.spec
+    check_class_names(resolved, spec.class_names)
+    return classifier, resolved.model_info(spec.architecture, spec.class_names, spec.input_size)
+
+
+class SmearAnalyzer:
+    """Holds the two loaded models and the settings; analyses images one at a time or as a batch."""
+
+    def __init__(self, detector, classifier, config: Settings, detector_info: ModelInfo,
+                 classifier_info: ModelInfo) -> None:
+        # remembers the case's pixel size; the detector's red-cell class is its second ruler (workbench.app.pixel_size)
+        self.ruler = PixelSizeRuler(config.scale, getattr(detector, "red_cell_ruler", None))
+        self.detector = detector
+        self.classifier = classifier
+        self.config = config
+        self.detector_info = detector_info
+        self.classifier_info = classifier_info
+
+    @classmethod
+    def from_config(cls, config: Settings | None = None, manifest: Manifest | None = None) -> "SmearAnalyzer":
+        config = config or load_config()
+        manifest = manifest or Manifest.in_folder(config.paths.weights)
+        detector, det_info = load_detector(config, manifest)
+        classifier, cls_info = load_classifier_weights(config, manifest)
+        return cls(detector, classifier, config, det_info, cls_info)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        det, til, scale = self.config.detector, self.config.tiling, self.config.scale
+        return {
+            "det_conf": det.conf, "det_iou": det.iou, "imgsz": det.imgsz, "tile_mode": til.mode,
+            "tile_overlap": til.overlap, "crop_margin": self.config.classifier.margin,
+            "max_pixels": self.config.images.max_pixels, "blast_threshold": self.classifier.threshold,
+            "um_per_px": scale.um_per_px, "estimate_scale": scale.estimate,
+            "fallback_um_per_px": scale.fallback_um_per_px,
+            "detector_um_per_px": self.detector.pixel_size_um, "crop_field_um": self.classifier.spec.field_um,
+        }
+
+    def image_scale(self, image_rgb: np.ndarray, um_per_px: float | None = None) -> dict[str, Any]:
+        return self.ruler.measure(image_rgb, um_per_px)
+
+    def new_case(self) -> None:
+        """Forget the pixel sizes measured so far (they stand in for images of the same case without a ruler)."""
+        self.ruler.new_case()
+
+    def analyze_array(self, image_rgb: np.ndarray, image_path: str, sample_id: str | None = None,
+                      um_per_px: float | None = None) -> SmearResult:
+        height, width = image_rgb.shape[:2]
+        t0 = time.perf_counter()
+        scale = self.image_scale(image_rgb, um_per_px)
+        ts = time.perf_counter()
+        detection = self.detector.detect(image_rgb, scale["um_per_px"])
+        scale["resample"] = detection.resample
+        t1 = time.perf_counter()
+        boxes = [b.xyxy for b in detection.boxes]
+        labels = self.classifier.classify_boxes(image_rgb, boxes, scale["um_per_px"])
+        t2 = time.perf_counter()
+        cells = [
+            CellDetection(cell_id=i, xyxy=tuple(round(v, 2) for v in box.xyxy), det_conf=round(box.conf, 5),
+                          label=lab.label, label_conf=round(lab.label_conf, 5), p_blast=round(lab.p_blast, 5))
+            for i, (box, lab) in enumerate(zip(detection.boxes, labels))
+        ]
+        result = SmearResult(
+            image_path=image_path, width=width, height=height, sample_id=sample_id, cells=cells,
+            detector=self.detector_info, classifier=self.classifier_info, settings=self.settings,
+            timings_ms={"scale": round(1000 * (ts - t0), 1), "detect": round(1000 * (t1 - ts), 1),
+                        "classify": round(1000 * (t2 - t1), 1)},
+            tiled=detection.tiled, n_tiles=detection.n_tiles, scale=scale,
+        )
+        result.recount()
+        return result
+
+    def load_and_analyze(self, path: Path | str, sample_id: str | None = None
+                         ) -> tuple[SmearResult, np.ndarray]:
+        """One image from its file: (result, decoded RGB image). Raises ImageLoadError for an image that cannot be
+        used."""
+        t0 = time.perf_counter()
+        image = load_image(path, self.config.images.max_pixels, self.config.images.max_bytes)
+        load_ms = 1000 * (time.perf_counter() - t0)
+        result = self.analyze_array(image, str(path), sample_id)
+        result.timings_ms = {"load": round(load_ms, 1), **result.timings_ms,
+                             "total": round(1000 * (time.perf_counter() - t0), 1)}
+        return result, image
+
+    def analyze_image(self, path: Path | str, sample_id: str | None = None) -> SmearResult:
+        """Raises ImageLoadError for an image that cannot be used."""
+        return self.load_and_analyze(path, sample_id)[0]
+
+    def iter_analyze(self, inputs: Iterable[ImageInput | Path | str], sample_id: str | None = None,
+                     cancel: CancelCheck | None = None) -> Iterator[tuple[SmearResult, np.ndarray | None]]:
+        """Analyse the inputs one at a time, yielding (result, decoded image or None) as each finishes, the way
+        ultralytics' predictor streams: the CLI writes each image's outputs at once, the GUI shows each as it
+        comes, and stopping the loop (or `cancel` returning True between images) keeps what is done. A bad image
+        becomes a result with `error` set; the loop goes on."""
+        items = [i if isinstance(i, ImageInput) else ImageInput(Path(i)) for i in inputs]
+        for done, item in enumerate(items):
+            if cancel is not None and cancel():
+                log.info("analysis cancelled after %d of %d images", done, len(items))
+                return
+            image = None
+            if item.error is not None:
+                result = SmearResult(image_path=str(item.path), sample_id=sample_id, error=item.error)
+            else:
+                try:
+                    result, image = self.load_and_analyze(item.path, sample_id)
+                except ImageLoadError as exc:
+                    result = SmearResult(image_path=str(item.path), sample_id=sample_id, error=str(exc))
+            if result.error:
+                log.info("%s: %s", item.path, result.error)
+            yield result, image
+
+    def analyze(self, inputs: Iterable[ImageInput | Path | str], sample_id: str | None = None,
+                progress: ProgressCallback | None = None, cancel: CancelCheck | None = None) -> BatchResult:
+        """Every input analysed (iter_analyze collected into one BatchResult); `progress(done, total, result)`
+        after each image."""
+        items = [i if isinstance(i, ImageInput) else ImageInput(Path(i)) for i in inputs]
+        batch = BatchResult(created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                            workbench_version=__version__)
+        for done, (result, _) in enumerate(self.iter_analyze(items, sample_id, cancel), start=1):
+            batch.images.append(result)
+            if progress is not None:
+                progress(done, len(items), result)
+        return batch
+
+
+def analyze_paths(paths: Iterable[Path | str], config: Settings, sample_id: str | None = None,
+                  progress: ProgressCallback | None = None) -> BatchResult:
+    analyzer = SmearAnalyzer.from_config(config)
+    return analyzer.analyze(collect_inputs(paths, config.images.extensions), sample_id, progress)

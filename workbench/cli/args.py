@@ -1,0 +1,44 @@
+"""argparse value types shared by the sub-commands: a bad value is refused by the parser as one `error:` line
+(exit 2) before anything runs. Settings that live in cfg/default.yaml are checked by workbench.app.config instead."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+# the documented exit codes of every command: 0 done; 1 some inputs could not be used (the rest is written and the
+# failures are listed); 2 a usage, settings, weights or data error (nothing done)
+EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {value}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A probability / threshold in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], not {text!r}") from None
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], not {text}")
+    return value
+
+
+def add_config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, metavar="YAML", help="settings file overriding workbench/cfg/default.yaml")
+
+
+def configured_paths(args: argparse.Namespace):
+    """The `paths:` section of the --config settings (the defaults without one)."""
+    from workbench.app.config import load_config
+
+    return load_config(getattr(args, "config", None)).paths

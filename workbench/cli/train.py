@@ -1,0 +1,207 @@
+"""`workbench train ...`: training the detector and the classifier (dataset builders: workbench.cli.dataset)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+
+from workbench.cli.args import positive_int
+from workbench.core.errors import DatasetError, WorkbenchError
+from workbench.app.weights import WeightsEntry
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------------- train
+
+
+def _detector_metrics(weights: Path, data: str, imgsz: int, device: str, split: str) -> dict:
+    """ultralytics' validator on one split (AP computed by ultralytics; `workbench eval detection` reproduces it
+    with pycocotools)."""
+    from workbench.core.ultralytics_env import import_ultralytics
+
+    import_ultralytics()
+    from ultralytics import YOLO
+
+    metrics = YOLO(str(weights)).val(data=data, split=split, imgsz=imgsz, device=device, plots=False,
+                                     verbose=False, batch=8, workers=0)
+    box = metrics.box
+    return {"precision": round(float(box.mp), 4), "recall": round(float(box.mr), 4),
+            "ap50": round(float(box.map50), 4), "ap50_95": round(float(box.map), 4)}
+
+
+def _per_source_metrics(weights: Path, eval_list: Path, split: str, device: str, pixel_size: float | None,
+                        class_names: list[str]) -> dict:
+    """`workbench eval detection` on the build's eval list: per source and pooled, with false white cells per
+    image; the run is saved beside the weights (eval_<split>/)."""
+    from workbench.app.config import load_config
+    from workbench.app.evaluation import run_detection_eval
+    from workbench.app.weights import Manifest, WeightsEntry as Entry
+
+    # the new weights are not in the manifest yet: a one-entry manifest beside them carries their pixel size
+    manifest = Manifest(weights.parent / "manifest.yaml", [Entry(
+        name=weights.stem, file=weights.name, task="detect", architecture="yolov8", class_names=class_names,
+        input_size=640,
+        sha256="", pixel_size_um=pixel_size)])
+    config = load_config(overrides={"detector": {"weights": str(weights), "device": device}})
+    outcome = run_detection_eval(eval_list, split, config, out=weights.parent / f"eval_{split}", manifest=manifest)
+    keys = ("ap50", "ap50_95", "precision", "recall", "false_wbc_per_image", "images", "instances")
+    return {"pooled": {k: outcome.metrics["summary"].get(k) for k in keys},
+            **{name: {k: m.get(k) for k in keys} for name, m in outcome.metrics.get("per_source", {}).items()}}
+
+
+def _parse_overrides(items: list[str] | None) -> dict:
+    """`--set lr0=0.002 --set warmup_epochs=0`: values parsed as YAML scalars (numbers, booleans, strings)."""
+    import yaml
+
+    overrides = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise WorkbenchError(f"--set expects KEY=VALUE, not {item!r}")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
+
+
+def _run_train_detector(args) -> int:
+    import yaml
+
+    from workbench.core.errors import DetectorLoadError
+    from detection.train import DetectorTrainConfig, train_detector
+    from workbench.app.registry import register_weights, write_entry_file
+
+    data = Path(args.data)
+    if not data.is_file():
+        raise DatasetError(f"data yaml not found: {data}")
+    config = DetectorTrainConfig(
+        data=str(data), model=args.model, pretrained=args.pretrained, imgsz=args.imgsz, epochs=args.epochs,
+        batch=args.batch, device=args.device, patience=args.patience, workers=args.workers,
+        project=str(args.out), name=args.name, seed=args.seed, cache=args.cache, resume=args.resume,
+        plots=not args.no_plots, overrides=_parse_overrides(args.set),
+    )
+    if args.no_stain:
+        config.stain = None
+    try:
+        best = train_detector(config)
+    except DetectorLoadError as exc:
+        raise WorkbenchError(str(exc)) from exc
+    data_cfg = yaml.safe_load(data.read_text())
+    splits = [s for s in ("val", "test") if data_cfg.get(s)]
+    eval_list = data.parent / "eval.yaml"   # written by `workbench dataset detection`: per source, native pixels
+    pixel_size = (data_cfg.get("pixel_size") or {}).get("um_per_px")
+    from detection.predictor import load_yolo
+
+    names = load_yolo(best).names
+    class_names = [names[i] for i in sorted(names)]
+    if eval_list.is_file():
+        metrics = {s: _per_source_metrics(best, eval_list, s, args.device, pixel_size, class_names) for s in splits}
+        computed_by = f"workbench eval detection --data {eval_list} --split <split> (per source, as analyze runs)"
+    else:
+        metrics = {s: _detector_metrics(best, str(data), args.imgsz, args.device, s) for s in splits}
+        computed_by = "ultralytics validator"
+    entry = WeightsEntry(
+        name=args.register or f"{Path(args.model).stem}-{args.name}", file=best.name, task="detect",
+        architecture=Path(args.model).stem, class_names=class_names, input_size=args.imgsz,
+        sha256="", data=str(data), split="train: train, selected on: val, reported on: " + ", ".join(splits),
+        metrics={"computed_by": computed_by, **metrics}, train=config.train_kwargs() | {
+            "model": args.model, "pretrained": args.pretrained, "stain": config.stain,
+            "finished": datetime.now(timezone.utc).isoformat()},
+        pixel_size_um=pixel_size,
+    )
+    from workbench.app.weights import sha256_file
+
+    entry.sha256 = sha256_file(best)
+    write_entry_file(best.parent / "manifest_entry.yaml", entry)
+    print(f"best weights: {best}  metrics: {metrics}")
+    if args.register:
+        register_weights(best, entry, make_default=args.default)
+        print(f"registered as '{entry.name}' in weights/manifest.yaml")
+    return 0
+
+
+def classifier_entry(best_path: Path, name: str) -> WeightsEntry:
+    """The manifest entry of a trained classifier, from what its checkpoint meta records: data, split file (+ sha256),
+    recipe and the measured validation and test metrics."""
+    from classification.model import load_classifier
+
+    _, spec = load_classifier(best_path)
+    meta = spec.meta or {}
+    config = meta.get("config", {})
+    return WeightsEntry(
+        name=name, file=Path(best_path).name, task="classify", architecture=spec.architecture,
+        class_names=list(spec.class_names), input_size=int(spec.input_size), sha256="", data=str(config.get("data", "")),
+        split=f"by source image: {meta.get('split_file', 'split.csv')} (sha256 {meta.get('split_sha256', '?')}); "
+              f"train / val (model selection) / test (reported)",
+        metrics={"computed_by": "scikit-learn on the test split (blast = positive, p_blast >= 0.5)",
+                 "val": meta.get("val"), "test": meta.get("test"), "test_allidb_only": meta.get("test_allidb")},
+        train={**config, "best_epoch": meta.get("epoch"), "world_size": meta.get("world_size"),
+               "finished": datetime.now(timezone.utc).isoformat()},
+    )
+
+
+def _run_train_classifier(args) -> int:
+    from classification.train import config_from_args, train_classifier
+    from workbench.app.registry import register_weights, write_entry_file
+    from workbench.app.weights import sha256_file
+
+    config = config_from_args(args)
+    try:
+        result = train_classifier(config)
+    except (FileNotFoundError, FileExistsError, ValueError) as exc:
+        raise DatasetError(str(exc)) from exc
+    if result.rank != 0:
+        return 0
+    entry = classifier_entry(Path(result.best_path), args.register or f"b3-{Path(result.out_dir).name}")
+    entry.sha256 = sha256_file(Path(result.best_path))
+    write_entry_file(Path(result.out_dir) / "manifest_entry.yaml", entry)
+    print(f"best weights: {result.best_path} (epoch {result.best_epoch}); test: {result.test}")
+    if args.register:
+        register_weights(Path(result.best_path), entry, make_default=args.default)
+        print(f"registered as '{entry.name}' in weights/manifest.yaml")
+    return 0
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train the detector or the classifier",
+                       description="Train with ultralytics' trainer (detector) or the EfficientNet-B3 trainer "
+                                   "(classifier; runs under torchrun for multi-GPU / multi-node).")
+    tsub = p.add_subparsers(dest="train_command", metavar="MODEL", required=True)
+
+    d = tsub.add_parser("detector", help="train the YOLOv8 WBC detector (ultralytics trainer)")
+    d.add_argument("--data", required=True, metavar="DATA.yaml", help="ultralytics data yaml (see `workbench dataset`)")
+    d.add_argument("--model", default="yolov8n.yaml", help="architecture yaml, built from scratch (default yolov8n.yaml)")
+    d.add_argument("--pretrained", metavar="PATH", help="local .pt to start from (e.g. COCO yolov8n.pt if you have it)")
+    d.add_argument("--imgsz", type=positive_int, default=640)
+    d.add_argument("--epochs", type=positive_int, default=100)
+    d.add_argument("--batch", type=positive_int, default=16)
+    d.add_argument("--device", default="cpu", help="cpu, 0, or 0,1,2,3 for multi-GPU (ultralytics DDP)")
+    d.add_argument("--patience", type=int, default=30, help="early stopping patience in epochs")
+    d.add_argument("--workers", type=int, default=2, help="data loader workers")
+    d.add_argument("--cache", action="store_true", help="cache decoded images in RAM")
+    d.add_argument("--no-plots", action="store_true", help="skip ultralytics' training plots")
+    d.add_argument("--out", type=Path, default=Path("runs/detector"), help="runs folder (default runs/detector)")
+    d.add_argument("--name", default="train", help="run name inside --out (default train)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--resume", action="store_true", help="continue --out/--name from its last.pt")
+    d.add_argument("--no-stain", action="store_true", help="no stain (HED) jitter / grey-scale augmentation")
+    d.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any other ultralytics train argument, repeatable (e.g. --set lr0=0.002 --set warmup_epochs=0)")
+    d.add_argument("--register", metavar="NAME", help="copy the best weights into weights/ under NAME and list them")
+    d.add_argument("--default", action="store_true", help="with --register: make them the default detector")
+    d.set_defaults(func=_run_train_detector)
+
+    c = tsub.add_parser("classifier", help="train the EfficientNet-B3 blast/normal classifier",
+                        description="Train the EfficientNet-B3 blast/normal classifier on a crop build "
+                                    "(`workbench dataset crops`). Multi-GPU / multi-node: run "
+                                    "`torchrun ... -m classification.train` with the same options.")
+    from classification.train_config import build_parser as classifier_options
+
+    classifier_options(c)
+    c.add_argument("--register", metavar="NAME", help="copy the best weights into weights/ under NAME and list them")
+    c.add_argument("--default", action="store_true", help="with --register: make them the default classifier")
+    c.set_defaults(func=_run_train_classifier)
+
+
+def register(sub) -> None:
+    _add_train(sub)

@@ -1,0 +1,97 @@
+"""Exports in the background, one at a time: the session's (or the current image's) results in the CLI layout
+(results.json, cells.csv, annotated PNGs), and any other export task handed to `run` (the annotation project's
+training set). `finished` carries the written files, or the error message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from PySide6.QtCore import QObject, QThreadPool, Signal
+from PySide6.QtWidgets import QFileDialog, QStatusBar, QWidget
+
+from workbench.app.session import SessionModel
+from workbench.core.errors import WorkbenchError
+from workbench.gui.settings_dialog import GuiSettings
+from workbench.gui.workers import Worker, describe_error
+
+
+class ExportController(QObject):
+    finished = Signal(object)          # list of written files, or an error message (str)
+
+    def __init__(self, model: SessionModel, settings: Callable[[], GuiSettings], pool: QThreadPool,
+                 status: QStatusBar, show_error: Callable[..., None], last_folder: Callable[[], str],
+                 parent: QWidget) -> None:
+        super().__init__(parent)
+        self.model, self.settings, self.pool, self.status = model, settings, pool, status
+        self.show_error, self.last_folder, self.dialog_parent = show_error, last_folder, parent
+        self._worker: Worker | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self._worker is not None
+
+    def run(self, fn: Callable[[Callable[[], bool]], list[Path]], message: str,
+            done: Callable[[list[Path]], None]) -> bool:
+        """Run `fn(cancel)` (it returns the written files) in the background; `done(written)` then, in the UI
+        thread. False (and a status message) while another export runs."""
+        if self.busy:
+            self.status.showMessage("An export is already running.", 5000)
+            return False
+        worker = Worker(lambda: fn(lambda: worker.abort_requested))
+        worker.returned.connect(lambda written: self._done(written, done))
+        worker.errored.connect(self._failed)
+        self._worker = worker
+        self.status.showMessage(message)
+        worker.start(self.pool)
+        return True
+
+    def _done(self, written: list[Path], done: Callable[[list[Path]], None]) -> None:
+        self._worker = None
+        done(written)
+        self.finished.emit(written)
+
+    def _failed(self, exc: BaseException) -> None:
+        self._worker = None
+        message = describe_error(exc)
+        self.show_error("Export failed", message)
+        self.finished.emit(message)
+
+    def export(self, current_only: bool = False, out: Path | None = None, png: bool = True) -> bool:
+        """Export the analysed images as the technician sees them (display threshold, metadata, review); asks for
+        the folder when `out` is None."""
+        model = self.model
+        records = ([model.current] if model.current else []) if current_only else model.records
+        records = [r for r in records if r.result is not None]
+        if not records:
+            self.show_error("Nothing to export", "Analyse the image(s) first.", dialog=False)
+            return False
+        if self.busy:
+            self.status.showMessage("An export is already running.", 5000)
+            return False
+        if out is None:
+            folder = QFileDialog.getExistingDirectory(self.dialog_parent, "Export results into folder",
+                                                      self.last_folder())
+            if not folder:
+                return False
+            out = Path(folder)
+        from workbench.app.outputs import export_batch
+
+        settings = self.settings()
+        try:
+            font_scale = settings.to_config().output.font_scale
+        except WorkbenchError as exc:
+            self.show_error("Invalid settings", str(exc))
+            return False
+        batch = model.to_batch(records)
+
+        def written(files: list[Path]) -> None:
+            folder = files[0].parent if files else ""
+            self.status.showMessage(f"Exported {len(files)} file(s) to {folder}", 10000)
+
+        return self.run(lambda cancel: export_batch(batch, out, png, font_scale, settings.max_pixels, None, cancel),
+                        f"Exporting {len(records)} image(s) to {out}…", written)
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.quit()
