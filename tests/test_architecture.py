@@ -72,3 +72,11 @@ def test_no_copy_of_the_settings_defaults_outside_the_yaml():
     from workbench.gui.settings_dialog import GuiSettings
 
     assert all(f.default is None for f in fields(GuiSettings))
+
+
+def test_tests_mirror_the_packages():
+    """tests/<floor or package>/: a newcomer finds a module's tests where the module lives."""
+    top = sorted(p.name for p in (REPO / "tests").glob("test_*.py"))
+    assert top == ["test_architecture.py"], top
+    assert {p.name for p in (REPO / "tests").iterdir() if p.is_dir() and not p.name.startswith((".", "__"))} \
+        == {"app", "builders", "classification", "cli", "core", "detection", "fuzz", "gui"}

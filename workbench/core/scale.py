@@ -19,7 +19,7 @@ because spurious fits (the bulge of a clump, the tip of an elongated cell) are s
 cells, and a plain median is dragged down by them.
 
 The cell edge is put where the stain begins rather than at half contrast, the way cells are boxed by annotators.
-Measured (tests/test_scale.py): within ~3 % of hand measurements on ALL-IDB1, 3-8 % below the labelled red-cell
+Measured (tests/core/test_scale.py): within ~3 % of hand measurements on ALL-IDB1, 3-8 % below the labelled red-cell
 boxes of BCCD and TXL-PBC, which are themselves 8-13 % larger than the cells they hold. About 40-150 ms per image on
 two cores; check `ScaleEstimate.confident` before trusting a single image's value.
 """

@@ -23,7 +23,7 @@ from workbench.core.voc import VocAnnotation, VocObject, parse_voc, write_voc
 README_IMAGES = {"train": 205, "val": 87, "test": 72}
 README_WBC_BOXES = {"train": 214, "val": 87, "test": 71}
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_DIR = REPO_ROOT / "datasets" / "sample"
 SAMPLE_WBC = {"BloodImage_00016": 1, "BloodImage_00157": 1, "BloodImage_00293": 1, "BloodImage_00065": 2}
 

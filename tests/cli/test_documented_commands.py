@@ -16,10 +16,10 @@ import pytest
 
 from workbench.cli import main
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 GROUPS = ("dataset", "train", "eval")
 SMOKE_TESTED = {
-    ("gui",),                 # tests/test_setup_scripts.py runs scripts/run.sh, which runs `workbench gui`
+    ("gui",),                 # tests/cli/test_setup_scripts.py runs scripts/run.sh, which runs `workbench gui`
     ("analyze",), ("dataset", "bccd"), ("dataset", "census"), ("dataset", "detection"), ("dataset", "crops"),
     ("train", "detector"), ("train", "classifier"),
     ("eval", "detection"), ("eval", "classifier"), ("eval", "pipeline"), ("eval", "list"),
@@ -84,7 +84,7 @@ def test_dataset_crops(capsys, work, datasets_root):
 
 
 def test_train_detector(capsys, work, monkeypatch):
-    # the BCCD yolo build (1-class): the multi-source build is trained the same way (tests/test_multisource.py)
+    # the BCCD yolo build (1-class): the multi-source build is trained the same way (tests/builders/test_multisource.py)
     monkeypatch.setattr("workbench.app.weights.WEIGHTS_DIR", work / "weights")
     out = _ok(capsys, "train", "detector", "--data", work / "bccd" / "data.yaml", "--epochs", 1, "--imgsz", 64,
               "--batch", 2, "--workers", 0, "--no-plots", "--out", work / "runs", "--name", "det")

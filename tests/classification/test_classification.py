@@ -29,7 +29,7 @@ from classification.model import (
     save_classifier,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATASETS = Path(os.environ.get("SMEAR_DATASETS", REPO.parent / "shared" / "datasets"))
 ALL_IDB2_BLAST = DATASETS / "all-idb" / "ALL_IDB2" / "img" / "Im013_1.tif"
 

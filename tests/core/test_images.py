@@ -22,7 +22,7 @@ import workbench.core.images as images
 from workbench.core.errors import ImageLoadError, WorkbenchError
 from workbench.core.images import DEFAULT_MAX_PIXELS, ImageInput, collect_inputs, image_size, load_image, to_rgb8
 
-DATASETS = Path(os.environ.get("SMEAR_DATASETS", Path(__file__).resolve().parents[1].parent / "shared" / "datasets"))
+DATASETS = Path(os.environ.get("SMEAR_DATASETS", Path(__file__).resolve().parents[2].parent / "shared" / "datasets"))
 BCCD_JPEG = DATASETS / "bccd" / "BCCD" / "JPEGImages" / "BloodImage_00000.jpg"
 ALL_IDB2_DIR = DATASETS / "all-idb" / "ALL_IDB2" / "img"
 

@@ -21,7 +21,7 @@ from workbench.cli import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, main
 from workbench.core.errors import ImageLoadError
 from workbench.core.images import collect_inputs, image_size, load_image
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "datasets" / "sample" / "images"
 FIRST = SAMPLE / "BloodImage_00016.jpg"
 
