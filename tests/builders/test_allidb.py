@@ -1,4 +1,4 @@
-"""Tests for detection.allidb: ALL-IDB1 points -> white-cell boxes -> native-resolution YOLO tiles, THE split of
+"""Tests for the ALL-IDB builders (workbench.builders.allidb_*): ALL-IDB1 points -> white-cell boxes -> native-resolution YOLO tiles, THE split of
 ALL-IDB1 source images, and the combined BCCD + ALL-IDB1 dataset.
 
 Real data comes from SMEAR_DATASETS (skipped with the reason when absent). The tile build runs once per module on a

@@ -6,7 +6,7 @@ one for one (see the datasets README). So in an ALL image a white cell that hold
 cell, smudge cells and bare nuclei included; in a healthy image every white cell is non-blast. The census finds the
 unmarked ones and gives every cell a box, a kind and a flag for the image border:
 
-- marked cells: the point's segmented box (`detection.allidb.segment_image`); a point whose segmentation failed
+- marked cells: the point's segmented box (`workbench.builders.allidb_cells.segment_image`); a point whose segmentation failed
   takes the detector box that holds it, if any;
 - unmarked cells: candidates are the detector's boxes (the shipped detector, run beforehand; see
   `workbench dataset census`) and the stained white-cell-sized blobs that no marked box explains. A candidate is a

@@ -18,7 +18,7 @@ is larger), converted to pixels with the image's red-cell ruler (`workbench.core
 where a source has them), and resized to `size` px. A small lymphocyte then looks small and a blast large, whatever
 the microscope; the pipeline frames its detections the same way (`workbench.core.crops.field_window`).
 
-Splits are by source image: ALL-IDB1 by `detection.allidb.allidb1_split`, BCCD and TXL-PBC by their own published
+Splits are by source image: ALL-IDB1 by `workbench.builders.allidb_split.allidb1_split`, BCCD and TXL-PBC by their own published
 splits, PBC (one cell per image) by a hash of the file's md5, 70/15/15. Nothing of a test image is trained on.
 
 Layout under `out_dir`: `{train,val,test}/{blast,normal}/<source>_<name>.jpg`, `split.csv` (one row per crop with

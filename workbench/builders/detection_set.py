@@ -182,7 +182,7 @@ def txl_images(txl_root: Path, limit: int | None = None) -> list[SourceImage]:
 
 def allidb_images(allidb_root: Path, census: dict[str, ImageCensus], seed: int = 0,
                   limit: int | None = None) -> list[SourceImage]:
-    """ALL-IDB1 by THE ALL-IDB1 split (detection.allidb.allidb1_split), every census cell a wbc box."""
+    """ALL-IDB1 by THE ALL-IDB1 split (workbench.builders.allidb_split.allidb1_split), every census cell a wbc box."""
     split = allidb1_split(allidb_root, seed)
     out = []
     counts: Counter = Counter()

@@ -128,15 +128,20 @@ def classifier_entry(best_path: Path, name: str) -> WeightsEntry:
     _, spec = load_classifier(best_path)
     meta = spec.meta or {}
     config = meta.get("config", {})
+    threshold = float((meta.get("threshold") or {}).get("threshold", 0.5))
     return WeightsEntry(
         name=name, file=Path(best_path).name, task="classify", architecture=spec.architecture,
         class_names=list(spec.class_names), input_size=int(spec.input_size), sha256="", data=str(config.get("data", "")),
         split=f"by source image: {meta.get('split_file', 'split.csv')} (sha256 {meta.get('split_sha256', '?')}); "
               f"train / val (model selection) / test (reported)",
-        metrics={"computed_by": "scikit-learn on the test split (blast = positive, p_blast >= 0.5)",
-                 "val": meta.get("val"), "test": meta.get("test"), "test_allidb_only": meta.get("test_allidb")},
+        metrics={"computed_by": f"scikit-learn on the test split (blast = positive, p_blast >= {threshold:g}, the "
+                                f"operating threshold chosen on validation); `workbench eval classifier` reproduces it",
+                 "threshold": meta.get("threshold"), "val": meta.get("val"), "test": meta.get("test"),
+                 "test_allidb_only": meta.get("test_allidb"), "test_groups": meta.get("test_groups")},
         train={**config, "best_epoch": meta.get("epoch"), "world_size": meta.get("world_size"),
-               "finished": datetime.now(timezone.utc).isoformat()},
+               "finished": datetime.now(timezone.utc).isoformat(),
+               # the crop build's options: `workbench dataset crops` with these rebuilds the same split and crops
+               "crop_build": (meta.get("data") or {}).get("build")},
     )
 
 
