@@ -51,6 +51,7 @@ from classification.train_config import (BEST_NAME, LAST_NAME, LOG_FIELDS, LOG_N
                                          ClassifierTrainConfig, PlateauRule, TrainResult, build_parser,
                                          config_from_args)
 from classification.augment import build_transforms
+from classification.band import choose_band
 from classification.train_state import _cpu_copy, _load_state, _save_state, _seed_all, _set_rng_state
 from classification.train_metrics import (BLAST, _num, _val_metrics, binary_metrics, choose_threshold,
                                           group_metrics, sample_group, sample_weights)
@@ -467,7 +468,10 @@ def _evaluate_best(best_path: Path, val_ds: CropDataset, test_ds: CropDataset, c
     val_labels, val_probs = scores(val_ds)
     chosen = choose_threshold(val_labels, val_probs)
     threshold = chosen["threshold"]
-    meta = {**spec.meta, "threshold": {**chosen, "chosen_on": "val", "rule": "best F1, 0.01 grid"}}
+    meta = {**spec.meta, "threshold": {**chosen, "chosen_on": "val", "rule": "best F1, 0.01 grid"},
+            # cells the analysis leaves "unidentified" for a person (classification.band), also chosen on val
+            "unidentified_band": {**choose_band(val_labels == BLAST, val_probs, threshold),
+                                  "chosen_on": "val"}}
     if len(test_ds) == 0:
         log.warning("the test split is empty: no test metrics")
         save_classifier(best_path, model, spec.class_names, spec.input_size, spec.mean, spec.std, meta=meta)

@@ -9,7 +9,7 @@ import pytest
 from workbench.core.images import ImageInput
 from workbench.app.config import with_overrides
 from workbench.app.pipeline import SmearAnalyzer
-from workbench.app.results import CELL_CSV_COLUMNS, BatchResult, SmearResult
+from workbench.app.results import CELL_CSV_COLUMNS, SCHEMA_VERSION, BatchResult, SmearResult
 from workbench.app.weights import sha256_file
 
 
@@ -89,7 +89,7 @@ def test_cancel_stops_between_images(analyzer, bccd_root):
 def test_json_and_csv_round_trip(analyzer, bccd_root):
     batch = analyzer.analyze([bccd_root / "JPEGImages" / "BloodImage_00002.jpg"], sample_id="S1")
     data = json.loads(batch.to_json())
-    assert data["schema_version"] == 2 and data["n_images"] == 1 and data["n_failed"] == 0
+    assert data["schema_version"] == SCHEMA_VERSION and data["n_images"] == 1 and data["n_failed"] == 0
     again = BatchResult.from_dict(data)
     assert again.to_dict() == batch.to_dict()
     lines = batch.to_csv().strip().splitlines()

@@ -16,7 +16,7 @@ import tifffile
 from PIL import Image
 
 from workbench.cli import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, main
-from workbench.app.results import CELL_CSV_COLUMNS
+from workbench.app.results import CELL_CSV_COLUMNS, SCHEMA_VERSION
 
 BIN = Path(sys.executable).parent
 
@@ -39,10 +39,10 @@ def test_console_script_analyze_writes_three_outputs(tmp_path, bccd_image, tiny_
     assert proc.returncode == 0, proc.stderr
     data = json.loads((out / "results.json").read_text())
     image = data["images"][0]
-    assert data["schema_version"] == 2 and image["width"] == 640 and image["height"] == 480
+    assert data["schema_version"] == SCHEMA_VERSION and image["width"] == 640 and image["height"] == 480
     assert image["scale"]["source"] in ("estimate", "weak_estimate", "detector_rbc", "none")
     assert set(image) >= {"image_path", "width", "height", "cells", "counts", "detector", "classifier", "timings_ms"}
-    assert set(image["counts"]) == {"wbc", "blast", "normal", "blast_pct"}
+    assert set(image["counts"]) == {"wbc", "blast", "normal", "blast_pct", "unidentified"}
     assert set(image["cells"][0]) == {"cell_id", "xyxy", "det_conf", "label", "label_conf", "p_blast"}
     rows = (out / "cells.csv").read_text().splitlines()
     assert rows[0].split(",") == CELL_CSV_COLUMNS and len(rows) == 1 + image["counts"]["wbc"]

@@ -20,7 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 GROUPS = ("dataset", "train", "eval")
 SMOKE_TESTED = {
     ("gui",),                 # tests/cli/test_setup_scripts.py runs scripts/run.sh, which runs `workbench gui`
-    ("analyze",), ("dataset", "bccd"), ("dataset", "census"), ("dataset", "detection"), ("dataset", "crops"),
+    ("analyze",), ("report",), ("dataset", "bccd"), ("dataset", "census"), ("dataset", "detection"), ("dataset", "crops"),
     ("train", "detector"), ("train", "classifier"),
     ("eval", "detection"), ("eval", "classifier"), ("eval", "pipeline"), ("eval", "list"),
 }
@@ -57,6 +57,14 @@ def test_analyze(capsys, work):
     out = _ok(capsys, "analyze", REPO_ROOT / "datasets" / "sample" / "images", "--out", work / "analyze")
     assert "4 of 4 images analysed" in out
     assert json.loads((work / "analyze" / "results.json").read_text())["n_images"] == 4
+
+
+def test_report(capsys, work):
+    """`workbench report` on the run test_analyze wrote (issue 17): a PDF, then a new version beside it."""
+    out = _ok(capsys, "report", work / "analyze", "--out", work / "report.pdf", "--max-gallery", 2)
+    assert "unsigned draft" in out and (work / "report.pdf").stat().st_size > 10_000
+    out = _ok(capsys, "report", work / "analyze", "--out", work / "report.pdf", "--no-gradcam")
+    assert "report.v2.pdf" in out and (work / "report.v2.pdf").is_file()
 
 
 def test_dataset_bccd(capsys, work, datasets_root):

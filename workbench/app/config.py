@@ -18,7 +18,8 @@ from typing import Any
 import yaml
 
 from workbench.app.config_checks import (Check, boolean, choice, device, extensions, fraction, integer, number,
-                                         optional_path, optional_positive, text, weights_spec)
+                                         optional_fraction, optional_path, optional_positive, text,
+                                         unidentified_band, weights_spec)
 from workbench.core.errors import ConfigError
 from workbench.core.yaml_io import load_yaml_file, short_error
 
@@ -39,6 +40,7 @@ class DetectorSettings:
     device: str = setting(device)
     max_det: int = setting(integer(minimum=1))
     trust_weights: bool = setting(boolean)
+    nested_ios: float | None = setting(optional_fraction)
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class ClassifierSettings:
     margin: float = setting(number(minimum=0.0, maximum=2.0))
     device: str = setting(device)
     blast_class: str = setting(text())
+    unidentified_band: str | list[float] = setting(unidentified_band)
 
 
 @dataclass(frozen=True)

@@ -132,3 +132,21 @@ def extensions(key: str, value: Any) -> list[str]:
         raise ConfigError(f"'{key}' must be a non-empty list of file extensions like [.jpg, .png], "
                           f"not {_describe(value)}")
     return [v.lower() for v in value]
+
+
+def unidentified_band(key: str, value: Any) -> str | list[float]:
+    """`weights` (the band stored with the classifier's weights, none if they have none), `off`, or [low, high]:
+    two p_blast values with 0 <= low < high <= 1."""
+    if value in ("weights", "off"):
+        return value
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise ConfigError(f"'{key}' must be weights, off or [low, high], not {_describe(value)}")
+    low, high = (float(_number(key, v)) for v in value)
+    if not 0.0 <= low < high <= 1.0:
+        raise ConfigError(f"'{key}=[{low:g}, {high:g}]' is not a band of p_blast: need 0 <= low < high <= 1")
+    return [low, high]
+
+
+def optional_fraction(key: str, value: Any) -> float | None:
+    """null (off) or a fraction in (0, 1]."""
+    return None if value is None else fraction(low_open=True)(key, value)

@@ -14,10 +14,14 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
+from classification.band import in_band
+
 from workbench import __version__
 from workbench.app.config import Settings, load_config
 from workbench.core.errors import ConfigError, ImageLoadError, WeightsError, WorkbenchError
 from workbench.core.images import ImageInput, collect_inputs, load_image
+from workbench.app.band import classifier_band
+from workbench.app.nested import merge_nested
 from workbench.app.pixel_size import PixelSizeRuler
 from workbench.app.results import BatchResult, CellDetection, ModelInfo, SmearResult
 from workbench.app.weights import Manifest, check_class_names, resolve_weights
@@ -94,6 +98,7 @@ class SmearAnalyzer:
         self.config = config
         self.detector_info = detector_info
         self.classifier_info = classifier_info
+        self.band, self.band_source = classifier_band(config, classifier, classifier_info)
 
     @classmethod
     def from_config(cls, config: Settings | None = None, manifest: Manifest | None = None) -> "SmearAnalyzer":
@@ -113,6 +118,8 @@ class SmearAnalyzer:
             "um_per_px": scale.um_per_px, "estimate_scale": scale.estimate,
             "fallback_um_per_px": scale.fallback_um_per_px,
             "detector_um_per_px": self.detector.pixel_size_um, "crop_field_um": self.classifier.spec.field_um,
+            "unidentified_band": list(self.band) if self.band else None, "unidentified_band_source": self.band_source,
+            "nested_ios": self.config.detector.nested_ios,
         }
 
     def image_scale(self, image_rgb: np.ndarray, um_per_px: float | None = None) -> dict[str, Any]:
@@ -136,15 +143,17 @@ class SmearAnalyzer:
         t2 = time.perf_counter()
         cells = [
             CellDetection(cell_id=i, xyxy=tuple(round(v, 2) for v in box.xyxy), det_conf=round(box.conf, 5),
-                          label=lab.label, label_conf=round(lab.label_conf, 5), p_blast=round(lab.p_blast, 5))
+                          label=lab.label, label_conf=round(lab.label_conf, 5), p_blast=round(lab.p_blast, 5),
+                          analysed_label=lab.label, unidentified=in_band(lab.p_blast, self.band))
             for i, (box, lab) in enumerate(zip(detection.boxes, labels))
         ]
+        cells, merged = merge_nested(cells, self.config.detector.nested_ios)
         result = SmearResult(
             image_path=image_path, width=width, height=height, sample_id=sample_id, cells=cells,
             detector=self.detector_info, classifier=self.classifier_info, settings=self.settings,
             timings_ms={"scale": round(1000 * (ts - t0), 1), "detect": round(1000 * (t1 - ts), 1),
                         "classify": round(1000 * (t2 - t1), 1)},
-            tiled=detection.tiled, n_tiles=detection.n_tiles, scale=scale,
+            tiled=detection.tiled, n_tiles=detection.n_tiles, scale=scale, merged_duplicates=merged,
         )
         result.recount()
         return result

@@ -40,6 +40,7 @@ class WeightsEntry:
     train: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
     pixel_size_um: float | None = None   # detector: the pixel size it was trained at (images are resampled to it)
+    unidentified_band: dict[str, Any] | None = None  # classifier: p_blast band chosen on validation (app/band.py)
 
 
 @dataclass

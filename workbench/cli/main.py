@@ -16,6 +16,7 @@ from workbench.cli.analyze import register as register_analyze
 from workbench.cli.dataset import register as register_dataset
 from workbench.cli.eval import register as register_eval
 from workbench.cli.gui import register as register_gui
+from workbench.cli.report import register as register_report
 from workbench.cli.train import register as register_train
 from workbench.core.errors import WorkbenchError
 from workbench.core.text import printable
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_dataset(sub)
     register_train(sub)
     register_eval(sub)
+    register_report(sub)
     return parser
 
 

@@ -127,6 +127,8 @@ class BoxEditor(QObject):
         self.labels = list(labels)
         self.current_label = "normal" if "normal" in self.labels else self.labels[0]
         self.undo_stack = QUndoStack(self)
+        # (selected ids, label) -> None: when set (workbench.gui.reclassify), 1..9 reclassify through it
+        self.relabel_hook: Callable[[list[int], str], None] | None = None
         self.enabled = False
         self.selected: list[int] = []
         self._highlighted: set[int] = set()
@@ -265,6 +267,9 @@ class BoxEditor(QObject):
         if label not in self.labels:
             raise ValueError(f"{label!r} is not one of the project's labels {self.labels}")
         self.current_label = label
+        if self.relabel_hook is not None:      # the window reclassifies (reviewed, audited) the same way everywhere
+            self.relabel_hook(list(self.selected), label)
+            return
         cells = [self.cell(i) for i in self.selected]
         before = {c.cell_id: c for c in cells if c.label != label}
         if before:

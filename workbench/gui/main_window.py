@@ -36,6 +36,7 @@ from workbench.gui.exports import ExportController
 from workbench.gui.opening import SessionOpener
 from workbench.gui.panels import CellDetailsPanel, CountsPanel, GalleryPanel, ImageListPanel, MetadataPanel
 from workbench.gui.review import ReviewPane
+from workbench.gui.review_tools import ReviewTools
 from workbench.gui.settings_dialog import GuiSettings, SettingsDialog, load_settings
 from workbench.gui.workers import Worker
 
@@ -68,6 +69,7 @@ class MainWindow(QMainWindow):
         actions.create_actions(self)
         self.toolbar = actions.build_menus_and_toolbar(self)
         self._build_status_bar()
+        self.review_tools = ReviewTools(self)     # session gallery, review keys, box menus, Grad-CAM, report
         self.model.subscribe(self._on_model)
         self._update_actions()
         self._restore_window_state()

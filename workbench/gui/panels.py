@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFormLay
 
 from workbench.app.session import (ANALYSED, FAILED, NEW, QUEUED, REVIEWED, STATUS_TEXT, ImageRecord,
                                    SessionModel)
-from workbench.gui.style import label_colour, label_name
+from workbench.gui.style import cell_colour, label_colour, label_name
 from workbench.app.results import CellCounts, CellDetection
 
 STATUS_COLOURS = {NEW: QColor(120, 120, 120), QUEUED: QColor(170, 120, 0), ANALYSED: QColor(20, 100, 180),
@@ -41,7 +41,7 @@ def crop_cell(image: QImage | None, cell: CellDetection, size: int, margin: floa
             crop = image.copy(rect.toAlignedRect()).scaled(size - 6, size - 6, Qt.AspectRatioMode.KeepAspectRatio,
                                                            Qt.TransformationMode.SmoothTransformation)
             painter.drawImage(QPointF((size - crop.width()) / 2.0, (size - crop.height()) / 2.0), crop)
-    pen = QPen(label_colour(cell.label), 3.0)
+    pen = QPen(cell_colour(cell), 3.0)
     painter.setPen(pen)
     painter.drawRect(QRectF(1.5, 1.5, size - 3.0, size - 3.0))
     painter.end()
@@ -293,16 +293,22 @@ class MetadataPanel(QWidget):
 
 # ---------------------------------------------------------------------------------------------------------------
 class CountsPanel(QWidget):
-    """WBC / blasts / normal / blast % for the current image and for the session, at the display threshold."""
+    """White cells / blasts / non-blasts / unidentified (waiting for review) / blast % of the current image and of
+    the session at the display threshold, after review (the first two columns) and as analysed (the last two)."""
 
-    ROWS = ["WBC", "Blasts", "Normal", "Blast %"]
+    ROWS = ["WBC", "Blasts", "Normal", "Unidentified", "Blast %"]
+    ROW_TITLES = ["White cells", "Blasts", "Non-blasts", "Unidentified", "Blast %"]
+    COLUMNS = ["Image\nreviewed", "Session\nreviewed", "Image\nanalysed", "Session\nanalysed"]
 
     def __init__(self, model: SessionModel, parent=None) -> None:
         super().__init__(parent)
         self.model = model
-        self.table = QTableWidget(len(self.ROWS), 2)
-        self.table.setHorizontalHeaderLabels(["This image", "Session"])
-        self.table.setVerticalHeaderLabels(self.ROWS)
+        self.table = QTableWidget(len(self.ROWS), len(self.COLUMNS))
+        self.table.setHorizontalHeaderLabels(self.COLUMNS)
+        self.table.setVerticalHeaderLabels(self.ROW_TITLES)
+        self.table.horizontalHeaderItem(0).setToolTip("After review: each cell by its label now; unidentified cells "
+                                                      "wait until a person reviews them")
+        self.table.horizontalHeaderItem(2).setToolTip("As the pipeline said (boxes drawn by hand left out)")
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -311,7 +317,7 @@ class CountsPanel(QWidget):
         self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         for row in range(len(self.ROWS)):
-            for column in range(2):
+            for column in range(len(self.COLUMNS)):
                 item = QTableWidgetItem("–")
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(row, column, item)
@@ -324,6 +330,8 @@ class CountsPanel(QWidget):
         self._fit_table_height()
         self.image_counts: CellCounts | None = None
         self.session_counts = CellCounts()
+        self.image_as_analysed: CellCounts | None = None
+        self.session_as_analysed = CellCounts()
         model.subscribe(lambda event, payload: self.refresh())
         self.refresh()
 
@@ -333,24 +341,40 @@ class CountsPanel(QWidget):
         height += sum(self.table.rowHeight(r) for r in range(self.table.rowCount()))
         self.table.setFixedHeight(height)
 
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        QTimer.singleShot(0, self._fit_table_height)   # the two-line headers have their real height once shown
+
     def value(self, row: str, column: int) -> str:
+        """The text of a row (a ROWS key) in column 0 image / 1 session (after review), 2 / 3 (as analysed)."""
         return self.table.item(self.ROWS.index(row), column).text()
 
     def refresh(self) -> None:
         threshold = self.model.threshold
         record = self.model.current
+        shown = record.cells(threshold) if record is not None and record.analysed else None
+        session = [c for r in self.model.records for c in r.cells(threshold)]
         self.image_counts = record.counts(threshold) if record else None
         self.session_counts = self.model.session_counts(threshold)
-        for column, counts in ((0, self.image_counts), (1, self.session_counts if self.model.n_analysed else None)):
-            values = (["–"] * 4 if counts is None else
-                      [str(counts.wbc), str(counts.blast), str(counts.normal), _fmt_pct(counts.blast_pct)])
+        self.image_as_analysed = CellCounts.as_analysed(shown) if shown is not None else None
+        self.session_as_analysed = CellCounts.as_analysed(session)
+        any_analysed = bool(self.model.n_analysed)
+        for column, counts in ((0, self.image_counts), (1, self.session_counts if any_analysed else None),
+                               (2, self.image_as_analysed), (3, self.session_as_analysed if any_analysed else None)):
+            values = (["–"] * len(self.ROWS) if counts is None else
+                      [str(counts.wbc), str(counts.blast), str(counts.normal), str(counts.unidentified),
+                       _fmt_pct(counts.blast_pct)])
             for row, text in enumerate(values):
                 self.table.item(row, column).setText(text)
-            blast_item = self.table.item(1, column)
-            blast_item.setForeground(label_colour("blast") if counts and counts.blast else self.palette().text().color())
+            for row, key, colour in ((1, "blast", label_colour("blast")), (3, "unidentified", QColor(200, 110, 0))):
+                wanted = colour if counts and getattr(counts, key) else self.palette().text().color()
+                self.table.item(row, column).setForeground(wanted)
         analysed = self.model.n_analysed
+        waiting = self.session_counts.unidentified
+        reviewed = sum(c.reviewed for c in session)
         self.caption.setText(f"Cells with detector confidence ≥ {fmt_threshold(threshold)} · session: {analysed} of "
-                             f"{len(self.model.records)} images analysed")
+                             f"{len(self.model.records)} images analysed · {reviewed} of {len(session)} cells "
+                             f"reviewed" + (f" · <b>{waiting} unidentified wait for review</b>" if waiting else ""))
 
 
 # ---------------------------------------------------------------------------------------------------------------

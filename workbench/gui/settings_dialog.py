@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 SETTING_KEYS = {"detector": "detector.weights", "classifier": "classifier.weights", "det_conf": "detector.conf",
                 "det_iou": "detector.iou", "imgsz": "detector.imgsz", "max_det": "detector.max_det",
                 "tile_mode": "tiling.mode", "device": "detector.device", "classifier_batch": "classifier.batch",
-                "max_pixels": "images.max_pixels"}
+                "max_pixels": "images.max_pixels", "nested_ios": "detector.nested_ios"}
 
 
 @dataclass
@@ -47,6 +47,7 @@ class GuiSettings:
     device: str | None = None
     classifier_batch: int | None = None
     max_pixels: int | None = None
+    nested_ios: float | None = None   # nested duplicate boxes merged from this overlap (None: not merged)
 
     @classmethod
     def defaults(cls) -> "GuiSettings":

@@ -17,6 +17,7 @@ CLASS_MAP: dict[str, tuple[str, tuple[int, int, int]]] = {
 }
 OTHER_RGB = (0, 120, 200)
 SELECTION_RGB = (255, 210, 0)
+UNIDENTIFIED_RGB = (235, 140, 0)     # cells in the classifier's unidentified band, waiting for review
 
 
 def label_rgb(label: str) -> tuple[int, int, int]:
@@ -29,3 +30,8 @@ def label_colour(label: str) -> QColor:
 
 def label_name(label: str) -> str:
     return CLASS_MAP.get(label, (label.capitalize(), OTHER_RGB))[0]
+
+
+def cell_colour(cell) -> QColor:
+    """A cell's colour: its label's, or amber while it waits for review as unidentified."""
+    return QColor(*UNIDENTIFIED_RGB) if getattr(cell, "waiting", False) else label_colour(cell.label)

@@ -14,7 +14,7 @@ from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF, QImage, QPainter
 from PySide6.QtWidgets import (QGraphicsItem, QGraphicsPixmapItem, QGraphicsRectItem, QGraphicsScene, QGraphicsView,
                                QStyleOptionGraphicsItem, QWidget)
 
-from workbench.gui.style import SELECTION_RGB, label_colour
+from workbench.gui.style import SELECTION_RGB, cell_colour
 from workbench.app.results import CellDetection, SmearResult
 
 MIN_SCALE, MAX_SCALE = 0.02, 40.0
@@ -27,7 +27,9 @@ def cell_rect(cell: CellDetection) -> QRectF:
 
 
 def cell_text(cell: CellDetection) -> str:
-    return f"{cell.label} {cell.label_conf:.2f}"
+    """'blast 0.91'; '? blast 0.55' while unidentified (waiting for review); a reviewed cell gets a tick."""
+    text = f"? {cell.label} {cell.label_conf:.2f}" if cell.waiting else f"{cell.label} {cell.label_conf:.2f}"
+    return text + " ✓" if cell.reviewed else text
 
 
 class LabelItem(QGraphicsItem):
@@ -82,7 +84,7 @@ class CellItem(QGraphicsRectItem):
         super().__init__(cell_rect(cell))
         self.setAcceptHoverEvents(True)
         self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)   # clicks are the view's (pan vs. click)
-        self.label_item = LabelItem(cell_text(cell), label_colour(cell.label), self)
+        self.label_item = LabelItem(cell_text(cell), cell_colour(cell), self)
         self.cell = cell
         self.update_cell(cell)
         self.label_item.setVisible(show_label)
@@ -95,7 +97,7 @@ class CellItem(QGraphicsRectItem):
         self.cell = cell
         rect = cell_rect(cell)
         self.setRect(rect)
-        colour = label_colour(cell.label)
+        colour = cell_colour(cell)
         pen = QPen(colour, 2.0)
         pen.setCosmetic(True)
         self.setPen(pen)

@@ -2,7 +2,8 @@
 
 Tables: `meta` (schema version, the project's label list), `images` (path, size, review status, who reviewed it
 and when), `cells` (the current labels of each image, one row per box in the one results schema's terms: xyxy,
-label, det_conf, label_conf, p_blast, plus where the box came from: "model", "import" or "manual") and `audit`
+label, det_conf, label_conf, p_blast, the per-cell review (reviewed, analysed_label, unidentified), plus where the
+box came from: "model", "import" or "manual") and `audit`
 (one row per changed box: time, operator, image, action, the box before and after as JSON; None = absent).
 
 Every change is one SQLite transaction (WAL journal, synchronous=FULL): a crash or kill during a save leaves the
@@ -32,7 +33,12 @@ from workbench.app.results import CellDetection
 from workbench.core.errors import ConcurrentEditError, ProjectStoreError
 
 PROJECT_FILE = "project.sqlite"
-STORE_SCHEMA = 1
+STORE_SCHEMA = 2
+# schema 1 -> 2: the per-cell review columns of the results schema 3 (a schema 1 file is upgraded when opened)
+_CELL_REVIEW_COLUMNS = (("reviewed", "INTEGER NOT NULL DEFAULT 0"), ("analysed_label", "TEXT"),
+                        ("unidentified", "INTEGER NOT NULL DEFAULT 0"))
+_CELL_COLUMNS = ("image_id, cell_id, x1, y1, x2, y2, label, det_conf, label_conf, p_blast, source, reviewed, "
+                 "analysed_label, unidentified")
 DEFAULT_LABELS = ("blast", "normal")   # classification.dataset.CLASS_NAMES: the one class map, never renumbered
 SOURCES = ("model", "import", "manual")
 STATUSES = ("new", "labelled", "reviewed")
@@ -49,6 +55,7 @@ CREATE TABLE IF NOT EXISTS cells (
     image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE, cell_id INTEGER NOT NULL,
     x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL, label TEXT NOT NULL,
     det_conf REAL NOT NULL, label_conf REAL NOT NULL, p_blast REAL NOT NULL, source TEXT NOT NULL,
+    reviewed INTEGER NOT NULL DEFAULT 0, analysed_label TEXT, unidentified INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (image_id, cell_id));
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY, time TEXT NOT NULL, operator TEXT NOT NULL, image_id INTEGER,
@@ -71,7 +78,9 @@ def cell_json(cell: CellDetection | None) -> str | None:
     if cell is None:
         return None
     return json.dumps({"cell_id": cell.cell_id, "xyxy": list(cell.xyxy), "label": cell.label,
-                       "det_conf": cell.det_conf, "label_conf": cell.label_conf, "p_blast": cell.p_blast})
+                       "det_conf": cell.det_conf, "label_conf": cell.label_conf, "p_blast": cell.p_blast,
+                       "reviewed": bool(cell.reviewed), "analysed_label": cell.analysed_label,
+                       "unidentified": bool(cell.unidentified)})
 
 
 def manual_cell(cell_id: int, xyxy: Sequence[float], label: str) -> CellDetection:
@@ -193,7 +202,8 @@ def _finite_box(cell: CellDetection) -> bool:
 def _stored(cell: CellDetection) -> tuple:
     """A box as the cells table holds it (after the float conversions of a write)."""
     x1, y1, x2, y2 = (float(v) for v in cell.xyxy)
-    return (x1, y1, x2, y2, cell.label, float(cell.det_conf), float(cell.label_conf), float(cell.p_blast))
+    return (x1, y1, x2, y2, cell.label, float(cell.det_conf), float(cell.label_conf), float(cell.p_blast),
+            int(bool(cell.reviewed)), cell.analysed_label, int(bool(cell.unidentified)))
 
 
 class ProjectStore:
@@ -223,12 +233,24 @@ class ProjectStore:
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES ('labels', ?)",
                                  (json.dumps(list(labels or DEFAULT_LABELS)),))
             version = self._meta("schema_version")
+            if version == "1":
+                self._upgrade_from_1()
+                version = self._meta("schema_version")
             if version != str(STORE_SCHEMA):
                 raise ProjectStoreError(f"{self.path}: project schema {version[:20]!r} is not supported "
                                         f"(expected {STORE_SCHEMA})")
         except BaseException:
             self._db.close()
             raise
+
+    def _upgrade_from_1(self) -> None:
+        """Schema 1 -> 2: add the per-cell review columns (existing boxes: not reviewed, no analysed label)."""
+        with self.transaction() as db:
+            have = {row[1] for row in db.execute("PRAGMA table_info(cells)")}
+            for name, kind in _CELL_REVIEW_COLUMNS:
+                if name not in have:
+                    db.execute(f"ALTER TABLE cells ADD COLUMN {name} {kind}")
+            db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(STORE_SCHEMA),))
 
     @classmethod
     def open(cls, folder: Path | str, operator: str | None = None, labels: Sequence[str] | None = None):
@@ -342,10 +364,11 @@ class ProjectStore:
     # -- cells ----------------------------------------------------------------------------------------------------
     def cells(self, image_id: int) -> list[CellDetection]:
         rows = self._db.execute(
-            "SELECT cell_id, x1, y1, x2, y2, det_conf, label, label_conf, p_blast FROM cells WHERE image_id=? "
-            "ORDER BY cell_id", (image_id,)).fetchall()
+            "SELECT cell_id, x1, y1, x2, y2, det_conf, label, label_conf, p_blast, reviewed, analysed_label, "
+            "unidentified FROM cells WHERE image_id=? ORDER BY cell_id", (image_id,)).fetchall()
         return [CellDetection(cell_id=r[0], xyxy=(r[1], r[2], r[3], r[4]), det_conf=r[5], label=r[6],
-                              label_conf=r[7], p_blast=r[8]) for r in rows]
+                              label_conf=r[7], p_blast=r[8], reviewed=bool(r[9]), analysed_label=r[10],
+                              unidentified=bool(r[11])) for r in rows]
 
     def sources(self, image_id: int) -> dict[int, str]:
         return dict(self._db.execute("SELECT cell_id, source FROM cells WHERE image_id=?", (image_id,)).fetchall())
@@ -378,7 +401,9 @@ class ProjectStore:
             row = db.execute("SELECT MAX(cell_id) FROM cells WHERE image_id=?", (image_id,)).fetchone()
             first = 0 if row[0] is None else int(row[0]) + 1
             new = [CellDetection(cell_id=first + n, xyxy=tuple(c.xyxy), det_conf=c.det_conf, label=c.label,
-                                 label_conf=c.label_conf, p_blast=c.p_blast) for n, c in enumerate(cells)]
+                                 label_conf=c.label_conf, p_blast=c.p_blast, reviewed=c.reviewed,
+                                 analysed_label=c.analysed_label, unidentified=c.unidentified)
+                   for n, c in enumerate(cells)]
             self._write_cells(db, image_id, {}, {c.cell_id: c for c in new}, action, source)
         return new
 
@@ -395,7 +420,8 @@ class ProjectStore:
     def _check_unchanged(self, db, image_id: int, before: Mapping[int, CellDetection | None],
                          after: Mapping[int, CellDetection | None]) -> None:
         stored = {r[0]: tuple(r[1:]) for r in db.execute(
-            "SELECT cell_id, x1, y1, x2, y2, label, det_conf, label_conf, p_blast FROM cells WHERE image_id=?",
+            "SELECT cell_id, x1, y1, x2, y2, label, det_conf, label_conf, p_blast, reviewed, analysed_label, "
+            "unidentified FROM cells WHERE image_id=?",
             (image_id,))}
         changed = []
         for cell_id in sorted(after):
@@ -431,9 +457,10 @@ class ProjectStore:
                 if cell.cell_id != cell_id:
                     raise ValueError(f"cell id {cell.cell_id} stored under {cell_id}")
                 x1, y1, x2, y2 = (float(v) for v in cell.xyxy)
-                db.execute("INSERT OR REPLACE INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                db.execute(f"INSERT OR REPLACE INTO cells ({_CELL_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                            (image_id, cell_id, x1, y1, x2, y2, cell.label, float(cell.det_conf),
-                            float(cell.label_conf), float(cell.p_blast), source))
+                            float(cell.label_conf), float(cell.p_blast), source, int(bool(cell.reviewed)),
+                            cell.analysed_label, int(bool(cell.unidentified))))
             self._audit(db, image_id, action, cell_id, cell_json(before.get(cell_id)), cell_json(cell))
         db.execute("UPDATE images SET status='labelled' WHERE id=? AND status='new'", (image_id,))
 
