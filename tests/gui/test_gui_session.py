@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from workbench.app.session import ANALYSED, FAILED, NEW, REVIEWED, SessionModel
+from workbench.app.session import ANALYSED, EDITED, FAILED, NEW, REVIEWED, SessionModel
 from workbench.app.results import BatchResult, CellDetection, SmearResult, load_results
 
 
@@ -113,7 +113,8 @@ def test_replace_cells_is_how_cells_change(images):
 
     model.mark_reviewed(second)                      # not analysed: nothing to review yet
     model.replace_cells(second, make_result(second.path).cells[:2], size=(640, 480))   # labelled from scratch
-    assert second.analysed and second.status == ANALYSED and second.result.counts.wbc == 2
+    assert second.analysed and second.status == EDITED and second.result.counts.wbc == 2   # edited, not analysed
+    assert second.analysis() is None and not second.needs_analysis
     assert (second.result.width, second.result.height) == (640, 480)
     model.mark_reviewed(second, user="tech2", at="2026-11-28T10:00:00+00:00")
     assert (second.reviewed_by, second.reviewed_at) == ("tech2", "2026-11-28T10:00:00+00:00")

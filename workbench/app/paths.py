@@ -30,6 +30,13 @@ def user_data_dir() -> Path:
     return Path(base).expanduser() / "smear-workbench"
 
 
+def cases_dir() -> Path:
+    """Where the cases of image folders are kept (workbench.app.case): `SMEAR_CASES_DIR`, else
+    `<user data>/cases` (never the image folders themselves, which are often shared or read-only data)."""
+    env = os.environ.get("SMEAR_CASES_DIR")
+    return Path(env).expanduser() if env else user_data_dir() / "cases"
+
+
 def weights_dir(configured: str | Path | None = None) -> Path:
     """The `paths.weights` setting, else `SMEAR_WEIGHTS_DIR`, else the checkout's `weights/`, else the weights
     installed with the package."""

@@ -12,6 +12,17 @@ Events (`callback(event, payload)`):
 - ``record_changed``   payload: the record (status, result, metadata or review changed)
 - ``cells_changed``    payload: the record (its cells were replaced by `replace_cells`: a box edit, imported
   labels; the result object stays the same unless the image had no usable result)
+
+One state machine per image (`ImageRecord.status`), owned here and saved with the case (workbench.app.case):
+
+    new (not analysed) --analyse--> analysed | failed --edit / import--> edited --review--> reviewed
+    new --edit / import (labelled by hand)--> edited;  reviewed --unreview--> edited or analysed
+
+`queued` is a job's transient state and never saved. An edit keeps the model's boxes as a separate layer
+(`ImageRecord.model_cells`); a review survives edits. A new analysis of an edited or reviewed image either keeps the
+shown boxes and the review (`set_result(..., keep_edits=True)`: the new analysis becomes the model layer) or replaces
+them (the default: edits and review are dropped) - the window asks which. "Analyse all" only takes the images that
+`needs_analysis`, so it never touches an edit or a review.
 - ``current_changed``  payload: the current record or None
 - ``threshold_changed`` payload: the new threshold (float)
 """
@@ -26,14 +37,16 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from workbench import __version__
-from workbench.core.images import DEFAULT_EXTENSIONS, collect_inputs
+from workbench.core.inputs import DEFAULT_EXTENSIONS, collect_inputs
 from workbench.app.results import BatchResult, CellCounts, CellDetection, SmearResult
 
 Observer = Callable[[str, Any], None]
 
 # Record status values, and what the image list shows for them.
-NEW, QUEUED, ANALYSED, REVIEWED, FAILED = "new", "queued", "analysed", "reviewed", "failed"
-STATUS_TEXT = {NEW: "not analysed", QUEUED: "queued", ANALYSED: "analysed", REVIEWED: "reviewed", FAILED: "failed"}
+NEW, QUEUED, ANALYSED, EDITED, REVIEWED, FAILED = "new", "queued", "analysed", "edited", "reviewed", "failed"
+STATUS_TEXT = {NEW: "not analysed", QUEUED: "queued", ANALYSED: "analysed", EDITED: "edited", REVIEWED: "reviewed",
+               FAILED: "failed"}
+SAVED_STATES = (NEW, ANALYSED, EDITED, REVIEWED, FAILED)   # what a case stores (QUEUED is a running job's)
 
 
 class Observable:
@@ -71,6 +84,11 @@ class ImageRecord:
     reviewed_at: str | None = None
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)   # room for later features (edit history, flags)
+    # the cells are a person's (drawn, moved, relabelled, imported), not the model's; stays true through a review
+    edited: bool = False
+    # the model layer of an edited image: the last analysis's cells (None: never analysed, labelled by hand)
+    model_cells: list[CellDetection] | None = None
+    analysis_rev: int = 0          # +1 per analysis result taken in (a case saves the analysis again only then)
 
     @property
     def name(self) -> str:
@@ -83,6 +101,38 @@ class ImageRecord:
     @property
     def status_text(self) -> str:
         return STATUS_TEXT.get(self.status, self.status)
+
+    @property
+    def needs_analysis(self) -> bool:
+        """Never analysed (or the analysis failed) and nothing of a person's on it: what "Analyse all" takes."""
+        return self.status in (NEW, FAILED) and not self.edited and not self.reviewed_at
+
+    @property
+    def has_work(self) -> bool:
+        """Edits or a review that a new analysis would replace (the window asks first)."""
+        return self.edited or self.reviewed_at is not None
+
+    def settled_status(self) -> str:
+        """The state the record's fields say (what a finished job or a restored case shows)."""
+        if self.reviewed_at and self.analysed:
+            return REVIEWED
+        if self.edited:
+            return EDITED
+        if self.result is None:
+            return NEW
+        return ANALYSED if self.result.ok else FAILED
+
+    def analysis(self) -> SmearResult | None:
+        """The model layer: the last analysis as the models gave it (an edited image's boxes are its `model_cells`);
+        None when the image was never analysed."""
+        if self.result is None or (self.edited and self.model_cells is None):
+            return None
+        if not self.edited:
+            return self.result
+        result = copy.copy(self.result)
+        result.cells = list(self.model_cells)
+        result.recount()
+        return result
 
     def cells(self, threshold: float = 0.0) -> list[CellDetection]:
         return visible_cells(self.result, threshold)
@@ -120,6 +170,7 @@ class SessionModel(Observable):
         self.records: list[ImageRecord] = []
         self.current_index: int = -1
         self.threshold: float = float(threshold)
+        self.operator: str | None = None     # who reviews (None: the login name)
 
     # -- images ---------------------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -172,6 +223,27 @@ class SessionModel(Observable):
         self.notify("records_removed", None)
         self.notify("current_changed", None)
 
+    def restore(self, records: Sequence[ImageRecord], current: int = 0, threshold: float | None = None) -> None:
+        """Open a saved case's records as they were (state, result, edits, review, metadata), replacing the
+        session's; `current` is the image to show, `threshold` the display threshold it was left at."""
+        if self.records:
+            self.clear()
+        if threshold is not None:
+            self.set_threshold(threshold)
+        self.records = list(records)
+        if self.records:
+            self.notify("records_added", list(self.records))
+            self.set_current(min(max(int(current), 0), len(self.records) - 1))
+
+    def analysis_plan(self, records: Iterable[ImageRecord], redo: bool = False) -> tuple[list[ImageRecord],
+                                                                                          list[ImageRecord]]:
+        """Which of `records` an analysis takes: (to run without asking, with a person's edits or review: ask
+        first). Without `redo` only the images that need an analysis are taken (never an edited or reviewed one)."""
+        records = list(dict.fromkeys(records))
+        if not redo:
+            return [r for r in records if r.needs_analysis], []
+        return [r for r in records if not r.has_work], [r for r in records if r.has_work]
+
     def set_current(self, index: int) -> None:
         if not self.records:
             return
@@ -191,29 +263,51 @@ class SessionModel(Observable):
         record.status = status
         self.notify("record_changed", record)
 
-    def set_result(self, record: ImageRecord, result: SmearResult) -> None:
-        """A new analysis result. A new result replaces the old one and clears the review."""
+    def set_result(self, record: ImageRecord, result: SmearResult, keep_edits: bool = False) -> None:
+        """A new analysis result. By default it replaces the old one: the edits and the review are dropped. With
+        `keep_edits` an edited or reviewed image keeps its shown boxes and its review, and the new analysis becomes
+        its model layer (`model_cells`); the result object stays the same, so an editor's undo history stays valid."""
+        record.analysis_rev += 1
+        if keep_edits and record.has_work and result.ok and record.result is not None and record.result.ok:
+            shown = record.result
+            for name in ("width", "height", "detector", "classifier", "settings", "timings_ms", "tiled", "n_tiles",
+                         "scale"):
+                setattr(shown, name, getattr(result, name))
+            shown.error = record.error = None
+            record.model_cells = list(result.cells)
+            record.edited = True      # the shown boxes are no longer the (new) model's
+            record.status = record.settled_status()
+            self.notify("record_changed", record)
+            return
         result.sample_id = record.sample_id
         result.note = record.note or None
         record.result = result
         record.error = result.error
         record.reviewed_by = record.reviewed_at = None
+        record.edited, record.model_cells = False, None
         record.status = ANALYSED if result.ok else FAILED
         self.notify("record_changed", record)
 
     def replace_cells(self, record: ImageRecord, cells: Sequence[CellDetection],
                       size: tuple[int, int] | None = None) -> None:
-        """The cells of one image, replaced (box edits, imported labels; in cell id order). The counts are
-        recomputed; the result object is kept, so a viewer showing it updates its boxes in place. An image without a
-        usable result (never analysed, or failed) gets an empty one of `size` (width, height) first and counts as
-        analysed: it is being labelled by hand. Notifies ``cells_changed``."""
+        """A person's change of one image's cells (box edits, imported labels; in cell id order): the image becomes
+        `edited` (a review stays) and the model's cells are kept as its model layer. The counts are recomputed; the
+        result object is kept, so a viewer showing it updates its boxes in place. An image without a usable result
+        (never analysed, or failed) gets an empty one of `size` (width, height) first: it is labelled by hand, not
+        analysed. Notifies ``cells_changed``."""
         if record.result is None or not record.result.ok:
             width, height = size or (0, 0)
             record.result = SmearResult(image_path=str(record.path), width=width, height=height,
                                         sample_id=record.sample_id, note=record.note or None)
             record.error = None
-            if record.status != REVIEWED:
-                record.status = ANALYSED
+            record.model_cells = None
+        elif not record.edited:
+            record.model_cells = list(record.result.cells)
+        elif size and not record.result.width:
+            record.result.width, record.result.height = size
+        record.edited = True
+        if record.status != QUEUED:
+            record.status = record.settled_status()
         record.result.cells = list(cells)
         record.result.recount()
         self.notify("cells_changed", record)
@@ -245,12 +339,11 @@ class SessionModel(Observable):
         if not record.analysed:
             return
         if reviewed:
-            record.reviewed_by = user or _user_name()
+            record.reviewed_by = user or self.operator or _user_name()
             record.reviewed_at = at or datetime.now(timezone.utc).isoformat(timespec="seconds")
-            record.status = REVIEWED
         else:
             record.reviewed_by = record.reviewed_at = None
-            record.status = ANALYSED
+        record.status = record.settled_status()
         self.notify("record_changed", record)
 
     # -- display threshold and counts -----------------------------------------------------------------------------
@@ -292,7 +385,9 @@ class SessionModel(Observable):
             record.sample_id, record.note = result.sample_id, result.note or ""
             record.reviewed_by, record.reviewed_at = result.reviewed_by, result.reviewed_at
             record.error = result.error
-            record.status = FAILED if not result.ok else REVIEWED if result.reviewed_at else ANALYSED
+            record.edited, record.model_cells = False, None
+            record.analysis_rev += 1
+            record.status = record.settled_status()
             if existing is None:
                 added.append(record)
             else:
