@@ -9,6 +9,11 @@ changed box, operator = the store's operator), then replaces the image's cells i
 drag in progress moves a box item directly (a preview), and the command that ends the drag puts it where the model
 says.
 
+Every box stays inside its image, whatever the path (workbench.core.box_bounds): a drawn or resized box is cut at
+the image border, a moved selection stops at the border, a pasted box is pushed inside, an imported or API-given box
+is clipped (one entirely outside is refused). The first edit of an image the model analysed starts from the boxes
+shown at the display threshold; the model's own boxes stay the record's model layer.
+
 Mouse: drag on empty space draws a box (the current label); click a box to select it (Ctrl+click adds/removes);
 drag a selected box to move the selection; drag a corner handle of the single selected box to resize it.
 Keys: Delete/Backspace deletes the selection, 1..9 relabel the selection to the project's n-th label, Ctrl+A selects
@@ -27,6 +32,7 @@ from PySide6.QtWidgets import QGraphicsItem, QGraphicsRectItem
 
 from workbench.app.results import CellDetection
 from workbench.app.session import ImageRecord, SessionModel
+from workbench.core.box_bounds import clamp_shift, clip_box, fit_box
 from workbench.core.errors import WorkbenchError
 from workbench.gui.style import SELECTION_RGB
 from workbench.gui.viewer import SmearView
@@ -51,6 +57,22 @@ def edited_cell(cell: CellDetection, rect: QRectF | None = None, label: str | No
     if label is not None:
         out = replace(out, label=label, label_conf=1.0, p_blast=1.0 if label == "blast" else 0.0)
     return out
+
+
+def clip_cell(cell: CellDetection, bounds: tuple[float, float] | None) -> CellDetection | None:
+    """`cell` cut to an image of `bounds` (width, height): None when nothing of it is inside; unchanged while the
+    size is unknown (None)."""
+    if bounds is None:
+        return cell
+    box = clip_box(cell.xyxy, *bounds)
+    return None if box is None else replace(cell, xyxy=box)
+
+
+def seed_project(store, image_id: int, shown: list[CellDetection]) -> None:
+    """Before the first edit of an image: the project holds the boxes shown, unless a person's boxes are there
+    already (another window edited it: the edit's own check then refuses a stale change)."""
+    if store.cells(image_id) != shown and set(store.sources(image_id).values()) <= {"model"}:
+        store.replace_cells(image_id, shown, "model predictions", "model")
 
 
 class CellsCommand(QUndoCommand):
@@ -188,10 +210,25 @@ class BoxEditor(QObject):
         self._update_selection()
 
     def cells(self) -> list[CellDetection]:
-        """The edited image's cells in id order, as the model holds them (the scene only shows them)."""
+        """The edited image's cells in id order, as the model holds them (the scene only shows them). Before its
+        first edit an analysed image's cells are those shown at the display threshold: an edit starts from what the
+        annotator sees."""
         if self.record is None or self.record.result is None:
             return []
-        return sorted(self.record.result.cells, key=lambda c: c.cell_id)
+        cells = self.record.result.cells if self.record.edited else self.record.cells(self.model.threshold)
+        return sorted(cells, key=lambda c: c.cell_id)
+
+    # -- the image's bounds: every box stays inside -----------------------------------------------------------------
+    def bounds(self) -> tuple[float, float] | None:
+        """(width, height) of the edited image in pixels, or None while it is not known."""
+        result = self.record.result if self.record is not None else None
+        if result is not None and result.width and result.height:
+            return float(result.width), float(result.height)
+        rect = self.scene.image_rect
+        return (rect.width(), rect.height()) if not rect.isEmpty() else None
+
+    def clipped(self, cell: CellDetection) -> CellDetection | None:
+        return clip_cell(cell, self.bounds())
 
     def cell(self, cell_id: int) -> CellDetection:
         return next(c for c in self.cells() if c.cell_id == cell_id)
@@ -207,6 +244,12 @@ class BoxEditor(QObject):
         if self.record is None:
             return
         cells = {c.cell_id: c for c in self.cells()}
+        if self.store is not None and self.image_id is not None and not self.record.edited:
+            try:       # the first edit: the project starts from the boxes shown (model-assisted labelling)
+                seed_project(self.store, self.image_id, [cells[i] for i in sorted(cells)])
+            except WorkbenchError as exc:
+                self._store_failed(exc)
+                return
         for cell_id, cell in after.items():
             if cell is None:
                 cells.pop(cell_id, None)
@@ -218,7 +261,9 @@ class BoxEditor(QObject):
             except WorkbenchError as exc:   # another window changed these boxes first, or the file cannot be written
                 self._store_failed(exc)
                 return
-        self.model.replace_cells(self.record, [cells[i] for i in sorted(cells)])
+        bounds = self.bounds()
+        self.model.replace_cells(self.record, [cells[i] for i in sorted(cells)],
+                                 size=(round(bounds[0]), round(bounds[1])) if bounds else None)
 
     def _store_failed(self, exc: WorkbenchError) -> None:
         """Nothing was saved: show the project's boxes as they are and drop a history that no longer matches them."""
@@ -244,18 +289,24 @@ class BoxEditor(QObject):
 
     # -- edit operations (also usable from menus and tests) ---------------------------------------------------------
     def add_box(self, rect: QRectF, label: str | None = None) -> int:
+        """Add a box (cut to the image); returns its id, or -1 when it lies entirely outside the image."""
         cell_id = self._next_id()
         label = label or self.current_label
-        cell = CellDetection(cell_id=cell_id, xyxy=rect_xyxy(rect), det_conf=1.0, label=label, label_conf=1.0,
-                             p_blast=1.0 if label == "blast" else 0.0)
+        cell = self.clipped(CellDetection(cell_id=cell_id, xyxy=rect_xyxy(rect), det_conf=1.0, label=label,
+                                          label_conf=1.0, p_blast=1.0 if label == "blast" else 0.0))
+        if cell is None:
+            return -1
         self.push(AddBoxes(self, f"Add box {cell_id}", {cell_id: None}, {cell_id: cell}))
         self.set_selection([cell_id])
         return cell_id
 
     def set_rects(self, rects: Mapping[int, QRectF], text: str = "Move box") -> None:
+        """Move / resize boxes (each cut to the image; a box that would end up entirely outside is left as it is)."""
         before = {i: self.cell(i) for i in rects}
-        after = {i: edited_cell(before[i], rects[i]) for i in rects}
-        if any(before[i].xyxy != after[i].xyxy for i in rects):
+        after = {i: self.clipped(edited_cell(before[i], rects[i])) for i in rects}
+        after = {i: cell for i, cell in after.items() if cell is not None}
+        before = {i: before[i] for i in after}
+        if any(before[i].xyxy != after[i].xyxy for i in after):
             self.push(MoveResizeBoxes(self, text, before, after))
 
     def delete_selected(self) -> None:
@@ -277,9 +328,10 @@ class BoxEditor(QObject):
                               {i: edited_cell(c, label=label) for i, c in before.items()}))
 
     def replace_all(self, cells: Sequence[CellDetection], text: str = "Import labels") -> None:
-        """Replace every box of the image (an imported label file), undoably."""
+        """Replace every box of the image (an imported label file), undoably; boxes are cut to the image and those
+        entirely outside it are dropped."""
         old = {c.cell_id: c for c in self.cells()}
-        new = {c.cell_id: c for c in cells}
+        new = {c.cell_id: c for c in map(self.clipped, cells) if c is not None}
         self.set_selection([])
         self.push(ReplaceAll(self, text, {i: old.get(i) for i in old.keys() | new.keys()},
                              {i: new.get(i) for i in old.keys() | new.keys()}))
@@ -291,16 +343,21 @@ class BoxEditor(QObject):
         if not self.clipboard:
             return
         first = self._next_id()
+        bounds = self.bounds()
         after = {}
         for n, cell in enumerate(self.clipboard):
             xyxy = tuple(v + PASTE_OFFSET for v in cell.xyxy)
+            if bounds is not None:               # pushed back inside (pasting near an edge, or from a larger image)
+                xyxy = fit_box(xyxy, *bounds)
             after[first + n] = replace(edited_cell(cell), cell_id=first + n, xyxy=xyxy)
         self.push(AddBoxes(self, f"Paste {len(after)} box(es)", {i: None for i in after}, after))
         self.set_selection(list(after))
 
     # -- selection ------------------------------------------------------------------------------------------------
     def set_selection(self, ids: Sequence[int]) -> None:
-        self.selected = [i for i in dict.fromkeys(ids) if i in self.scene.cell_items]
+        """Select boxes by id (only boxes shown at the display threshold can be selected)."""
+        items = self.scene.cell_items
+        self.selected = [i for i in dict.fromkeys(ids) if i in items and items[i].isVisible()]
         self._update_selection()
         self.selectionChanged.emit(list(self.selected))
 
@@ -394,16 +451,19 @@ class BoxEditor(QObject):
         self._rubber.setVisible(True)
 
     def _clamp(self, point: QPointF) -> QPointF:
-        bounds = self.scene.image_rect
-        if bounds.isEmpty():
+        bounds = self.bounds()
+        if bounds is None:
             return point
-        return QPointF(min(max(point.x(), bounds.left()), bounds.right()),
-                       min(max(point.y(), bounds.top()), bounds.bottom()))
+        return QPointF(min(max(point.x(), 0.0), bounds[0]), min(max(point.y(), 0.0), bounds[1]))
 
     def _preview(self, pos: QPointF, mode: str | None = None) -> dict[int, QRectF]:
         mode = mode or self._mode
         if mode == "move":
             delta = pos - self._start
+            bounds = self.bounds()
+            if bounds is not None:              # the selection stops at the image border, keeping its size
+                dx, dy = clamp_shift([rect_xyxy(r) for r in self._orig.values()], delta.x(), delta.y(), *bounds)
+                delta = QPointF(dx, dy)
             return {i: rect.translated(delta) for i, rect in self._orig.items()}
         if mode == "resize":
             return {i: QRectF(self._anchor, self._clamp(pos)).normalized() for i in self._orig}

@@ -280,8 +280,8 @@ class SmearScene(QGraphicsScene):
         for item in self.items(scene_pos):
             if isinstance(item, CellItem) and item.isVisible():
                 return item
-            if isinstance(item, LabelItem) and isinstance(item.parentItem(), CellItem):
-                return item.parentItem()
+            if isinstance(item, LabelItem) and isinstance(item.parentItem(), CellItem) and item.isVisible():
+                return item.parentItem()     # (a hidden box's label is hidden with it: never picked)
         return None
 
 

@@ -8,6 +8,10 @@
 
 The split is a seeded shuffle of the image paths (`split_images`), so the same project and seed always give the same
 split. Every file is written atomically (workbench.core.fileio), so a kill never leaves a half-written label file.
+
+Every exporter writes the same boxes (`boxes_inside`): a box partly outside its image is cut at the border, a box
+entirely outside is left out (with a warning naming the image and how many), so no format gets a negative or
+out-of-image coordinate, a blank crop or a box another format dropped.
 """
 
 from __future__ import annotations
@@ -15,15 +19,36 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
+from workbench.app.results import CellDetection
+from workbench.core.box_bounds import clip_box
 from workbench.core.fileio import write_atomic
 from workbench.core.voc import VocAnnotation, VocObject, write_voc
 from workbench.app.annotation.store import ImageEntry, ProjectStore
 
 SPLITS = ("train", "val", "test")
+log = logging.getLogger(__name__)
+
+
+def boxes_inside(store: ProjectStore, entry: ImageEntry, width: int, height: int) -> list[CellDetection]:
+    """The image's boxes as every exporter writes them: cut to the image; those with nothing inside it left out
+    (logged). A box is outside when it only touches the border."""
+    kept, dropped = [], 0
+    for cell in store.cells(entry.id):
+        box = clip_box(cell.xyxy, width, height)
+        if box is None:
+            dropped += 1
+            continue
+        kept.append(cell if box == tuple(cell.xyxy) else replace(cell, xyxy=box))
+    if dropped:
+        log.warning("%s: %d box(es) entirely outside the %dx%d image left out of the export", entry.name, dropped,
+                    width, height)
+    return kept
 
 
 def split_images(names: Sequence[str], fractions: Sequence[float] = (0.7, 0.2, 0.1), seed: int = 0) -> dict[str, str]:
@@ -75,12 +100,10 @@ def export_yolo(store: ProjectStore, out: Path | str, *, single_class: str | Non
         part = split[entry.name]
         width, height = _image_size(entry)
         lines = []
-        for cell in store.cells(entry.id):
+        for cell in boxes_inside(store, entry, width, height):
             if not single_class and cell.label not in index:
                 raise ValueError(f"{entry.name}: label {cell.label!r} is not in the project labels {names}")
-            x1, y1, x2, y2 = (min(max(v, 0.0), lim) for v, lim in zip(cell.xyxy, (width, height, width, height)))
-            if x2 <= x1 or y2 <= y1:
-                continue
+            x1, y1, x2, y2 = cell.xyxy
             cls = 0 if single_class else index[cell.label]
             lines.append(f"{cls} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} "
                          f"{(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}")
@@ -111,13 +134,13 @@ def export_crops(store: ProjectStore, out: Path | str, *, size: int = 300, margi
     split = split_images([e.name for e in images], fractions, seed)
     records = []
     for entry in images:
-        cells = store.cells(entry.id)
-        if not cells:
+        if not store.cells(entry.id):
             continue
         bgr = cv2.imread(str(entry.path), cv2.IMREAD_COLOR)
         if bgr is None:
             raise ValueError(f"{entry.path}: cannot read image")
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        cells = boxes_inside(store, entry, rgb.shape[1], rgb.shape[0])   # never a blank crop of outside pixels
         crops = crop_cells(rgb, [c.xyxy for c in cells], margin, size)
         for cell, crop in zip(cells, crops):
             rel = f"{split[entry.name]}/{cell.label}/{Path(entry.name).stem}_{cell.cell_id}.png"
@@ -144,7 +167,7 @@ def export_coco(store: ProjectStore, path: Path | str, *, reviewed_only: bool = 
     for image_id, entry in enumerate(_chosen(store, reviewed_only), 1):
         width, height = _image_size(entry)
         images.append({"id": image_id, "file_name": entry.name, "width": width, "height": height})
-        for cell in store.cells(entry.id):
+        for cell in boxes_inside(store, entry, width, height):
             if cell.label not in labels:
                 raise ValueError(f"{entry.name}: label {cell.label!r} is not in the project labels {labels}")
             x1, y1, x2, y2 = cell.xyxy
@@ -159,7 +182,8 @@ def export_voc(store: ProjectStore, out: Path | str, *, reviewed_only: bool = Tr
     out = Path(out)
     for entry in _chosen(store, reviewed_only):
         width, height = _image_size(entry)
-        objects = [VocObject(c.label, tuple(float(v) for v in c.xyxy)) for c in store.cells(entry.id)]
+        objects = [VocObject(c.label, tuple(float(v) for v in c.xyxy))
+                   for c in boxes_inside(store, entry, width, height)]
         write_voc(out / "Annotations" / f"{Path(entry.name).stem}.xml",
                   VocAnnotation(filename=entry.name, width=width, height=height, objects=objects))
     return out / "Annotations"

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from workbench.core.errors import LabelFileError, LabelImportError
+from workbench.core.box_bounds import clip_box, ordered
 from workbench.core.voc import parse_voc
 from workbench.app.results import CellDetection
 
@@ -118,17 +119,6 @@ def _image_size(width: object, height: object, path: Path | str, where: str = "i
     return out[0], out[1]
 
 
-def clip_box(xyxy: Sequence[float], width: float, height: float) -> tuple[float, float, float, float] | None:
-    """`xyxy` (any corner order) cut to the image [0, width] x [0, height], or None when no part of it lies inside
-    (a box touching the image only along its border is outside)."""
-    x1, y1, x2, y2 = (float(v) for v in xyxy)
-    x1, x2 = min(x1, x2), max(x1, x2)
-    y1, y2 = min(y1, y2), max(y1, y2)
-    if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
-        return None
-    return max(0.0, x1), max(0.0, y1), min(float(width), x2), min(float(height), y2)
-
-
 def _cells(boxes: Iterable[tuple[Sequence[float], str]], width: int, height: int, path: Path | str) -> ImportedCells:
     """The boxes (xyxy, label) clipped to the image, numbered 0..n-1; those entirely outside dropped and counted."""
     cells = ImportedCells()
@@ -137,17 +127,12 @@ def _cells(boxes: Iterable[tuple[Sequence[float], str]], width: int, height: int
         if box is None:
             cells.dropped += 1
             continue
-        if box != _ordered(xyxy):
+        if box != ordered(xyxy):
             cells.clipped += 1
         cells.append(imported_cell(len(cells), box, label))
     if cells.dropped:
         log.warning("%s: %d box(es) entirely outside the %dx%d image dropped", path, cells.dropped, width, height)
     return cells
-
-
-def _ordered(xyxy: Sequence[float]) -> tuple[float, float, float, float]:
-    x1, y1, x2, y2 = (float(v) for v in xyxy)
-    return min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)
 
 
 def imported_cell(cell_id: int, xyxy: Sequence[float], label: str) -> CellDetection:
