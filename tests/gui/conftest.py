@@ -52,6 +52,15 @@ def make_eval_run(root: Path, name: str, kind: str = "detection", created: str =
     return folder
 
 
+@pytest.fixture(autouse=True)
+def cases_dir(tmp_path, monkeypatch) -> Path:
+    """Each test keeps its cases (workbench.app.case) in its own folder: a case saved by one test never opens in
+    another, and none reaches the user's data folder."""
+    folder = tmp_path / "cases"
+    monkeypatch.setenv("SMEAR_CASES_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture()
 def store(tmp_path):
     from PySide6.QtCore import QSettings
@@ -81,15 +90,26 @@ def eval_root(tmp_path) -> Path:
 
 
 @pytest.fixture()
-def window(qtbot, gui_settings, store, eval_root):
-    from workbench.gui.main_window import MainWindow
+def make_window(qtbot, gui_settings, store, eval_root):
+    """`make_window()`: a shown window with the tiny models on the test's settings store; a second call is the app
+    started again (same settings, recent list and cases)."""
 
-    win = MainWindow(settings=gui_settings, store=store, eval_root=eval_root)
-    qtbot.addWidget(win)
-    win.resize(1440, 900)
-    win.show()
-    qtbot.waitExposed(win)
-    return win
+    def make():
+        from workbench.gui.main_window import MainWindow
+
+        win = MainWindow(settings=gui_settings, store=store, eval_root=eval_root)
+        qtbot.addWidget(win)
+        win.resize(1440, 900)
+        win.show()
+        qtbot.waitExposed(win)
+        return win
+
+    return make
+
+
+@pytest.fixture()
+def window(make_window):
+    return make_window()
 
 
 @pytest.fixture()

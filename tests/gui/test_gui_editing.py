@@ -241,15 +241,17 @@ def test_window_edit_import_review_filter_export_and_train(qtbot, plain_window, 
     with qtbot.waitSignal(win.imageShown, timeout=20_000):
         win.open_paths([folder / "results.json"])
     record = win.model.current
-    win.act_edit.trigger()                                        # edit mode: the model's shown boxes seed the project
-    assert win.editor.enabled and win.project.path == folder / "project.sqlite"
+    win.act_edit.trigger()                                        # edit mode: nothing changes until the first edit
+    assert win.editor.enabled and win.project.path == win.cases.location and record.status == "analysed"
     entry = win.project.image(folder / "im.png")
-    assert [c.xyxy for c in win.project.cells(entry.id)] == [(250.5, 150.25, 330.75, 220.0)]
-    assert win.project.sources(entry.id) == {0: "model"}
+    assert win.project.cells(entry.id) == []
 
     win.view.resetTransform()
     win.view.centerOn(QPointF(200.0, 150.0))
-    a, b = drag(qtbot, win.editor, (40, 30), (120, 100))
+    a, b = drag(qtbot, win.editor, (40, 30), (120, 100))        # the first edit starts from the model's shown boxes
+    assert win.project.sources(entry.id) == {0: "model", 1: "manual"} and record.status == "edited"
+    assert [c.cell_id for c in record.model_cells] == [0, 1]      # the model layer stays, hidden box included
+    assert [c.cell_id for c in record.result.cells] == [0, 1]     # the labels: the shown box and the drawn one
     assert record.counts().wbc == 2 and win.image_list.item_of(record).text(2) == "2"
     assert [c.xyxy for c in win.project.cells(entry.id)][1] == (a.x(), a.y(), b.x(), b.y())
     qtbot.keyClick(win.view, Qt.Key.Key_Z, CTRL)
@@ -290,7 +292,7 @@ def test_window_edit_import_review_filter_export_and_train(qtbot, plain_window, 
 
     dialog = win.open_training_dialog()
     assert dialog.data_edit.text() == str(data)
-    assert dialog.command()[:6] == [sys.executable, "-m", "workbench.cli", "train", "detector", "--data"]
+    assert dialog.command()[:7] == [sys.executable, "-m", "workbench.launch", "-v", "train", "detector", "--data"]
     fake = [sys.executable, "-c", "import time\nfor e in (1, 2):\n    print(f'      {e}/2   0G  1.0', flush=True)\n"
             "print('registered as x')"]
     with qtbot.waitSignal(dialog.finished_training, timeout=30_000):
@@ -299,7 +301,7 @@ def test_window_edit_import_review_filter_export_and_train(qtbot, plain_window, 
     assert "registered as x" in dialog.log.toPlainText()
     dialog.model_box.setCurrentIndex(1)                           # the classifier on the exported crops
     assert dialog.data_edit.text() == str(tmp_path / "train_set" / "classifier")
-    assert dialog.command()[3:6] == ["train", "classifier", "--data"]
+    assert dialog.command()[4:7] == ["train", "classifier", "--data"]
     fake = [sys.executable, "-c", "print('12:00 INFO epoch 3/7 [train] loss 0.5', flush=True)"]
     with qtbot.waitSignal(dialog.finished_training, timeout=30_000):
         assert dialog.start(fake)

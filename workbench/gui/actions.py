@@ -21,7 +21,8 @@ SHORTCUTS_HELP = """<table>
 <tr><td><b>L</b></td><td>show / hide box labels</td></tr>
 <tr><td><b>Ctrl+R</b> (F5)</td><td>analyse the current image</td></tr>
 <tr><td><b>Ctrl+Shift+R</b></td><td>analyse the selected images</td></tr>
-<tr><td><b>Ctrl+Alt+R</b> (Shift+F5)</td><td>analyse all images</td></tr>
+<tr><td><b>Ctrl+Alt+R</b> (Shift+F5)</td><td>analyse the images not analysed yet</td></tr>
+<tr><td><b>Ctrl+N</b> / <b>Ctrl+Shift+S</b></td><td>new case / save the case as (every change is saved as you work)</td></tr>
 <tr><td><b>Esc</b></td><td>cancel the analysis</td></tr>
 <tr><td><b>Ctrl+M</b></td><td>mark the image reviewed</td></tr>
 <tr><td><b>E</b></td><td>edit boxes (drag: draw / move; corner: resize)</td></tr>
@@ -71,17 +72,26 @@ def create_actions(w: QMainWindow) -> None:
                           "Open every image of a folder")
     w.act_open_results = a(w, "Open &results…", opener.open_results_dialog, [], None,
                            "Open a results.json saved by an export or `workbench analyze`")
+    w.act_new_case = a(w, "&New case…", w.cases.new_case_dialog, [QKeySequence.StandardKey.New], None,
+                       "Start an empty case under a name (the current one is saved already)")
+    w.act_open_case = a(w, "Open &case…", w.cases.open_case_dialog, [], None,
+                        "Open a case as it was left: images, analyses, edits, reviews, sample IDs and notes")
+    w.act_save_case_as = a(w, "Save case &as…", w.cases.save_as_dialog, [QKeySequence.StandardKey.SaveAs], None,
+                           "Keep this case in a folder of your choice, under that folder's name (every change is "
+                           "saved as you work; there is nothing else to save)")
     w.act_export_current = a(w, "&Export image…", lambda: exports.export(current_only=True), ["Ctrl+E"], None,
                              "Export the current image's results and PNG")
     w.act_export_session = a(w, "Export &session…", lambda: exports.export(current_only=False), ["Ctrl+Shift+E"],
                              P.SP_DialogSaveButton, "Export the session: results.json, cells.csv, annotated PNGs")
-    w.act_quit = a(w, "&Quit", w.close, [QKeySequence.StandardKey.Quit])
+    w.act_quit = a(w, "&Quit", w.close, ["Ctrl+Q"])   # (StandardKey.Quit is empty on some platforms)
     w.act_analyse = a(w, "&Analyse image", w.analyse_current, ["Ctrl+R", "F5"], P.SP_MediaPlay,
                       "Analyse the current image")
     w.act_analyse_selection = a(w, "Analyse &selection", w.analyse_selection, ["Ctrl+Shift+R"], None,
                                 "Analyse the images selected in the list")
     w.act_analyse_all = a(w, "Analyse a&ll", w.analyse_all, ["Ctrl+Alt+R", "Shift+F5"], P.SP_MediaSeekForward,
-                          "Analyse every image of the session")
+                          "Analyse the images not analysed yet (edits and reviews are never touched)")
+    w.act_reanalyse_all = a(w, "Re-analyse all…", w.reanalyse_all, [], None,
+                            "Analyse every image again (asks first about edited and reviewed images)")
     w.act_cancel = a(w, "&Cancel analysis", analysis.cancel, ["Esc"], P.SP_MediaStop, "Stop after the current image")
     w.act_review = a(w, "Mark &reviewed", annotation.toggle_reviewed, ["Ctrl+M"], P.SP_DialogApplyButton,
                      "Mark the current image reviewed")
@@ -105,8 +115,8 @@ def create_actions(w: QMainWindow) -> None:
     w.act_operator = a(w, "Set &operator name…", annotation.operator_dialog, [], None,
                        "The name recorded with every edit and review")
     w.act_open_project = a(w, "Open annotation &project…", annotation.open_project_dialog, [], None,
-                           "Keep labels, reviews and the audit trail in a chosen folder's project.sqlite "
-                           "(default: next to the images)")
+                           "Use a folder's project.sqlite as this session's case (opened if it exists, else the "
+                           "case is saved there)")
     w.act_import_labels = a(w, "&Import labels…", annotation.import_labels_dialog, [], None,
                             "Replace the image's boxes by a YOLO txt, VOC xml, COCO json or ALL-IDB point (.xyc) file")
     w.act_import_folder = a(w, "Import labels for &all images…", annotation.import_folder_dialog, [], None,
@@ -128,6 +138,8 @@ def build_menus_and_toolbar(w: QMainWindow) -> QToolBar:
     w.recent_menu = file_menu.addMenu("Open &recent")
     w.recent_menu.aboutToShow.connect(lambda: w.opener.fill_recent_menu(w.recent_menu))
     file_menu.addSeparator()
+    file_menu.addActions([w.act_new_case, w.act_open_case, w.act_save_case_as])
+    file_menu.addSeparator()
     file_menu.addActions([w.act_export_current, w.act_export_session])
     file_menu.addSeparator()
     file_menu.addAction(w.act_quit)
@@ -144,7 +156,8 @@ def build_menus_and_toolbar(w: QMainWindow) -> QToolBar:
     edit_menu.addSeparator()
     edit_menu.addActions([w.act_operator, w.act_open_project, w.act_export_training, w.act_train])
     analyse_menu = menu.addMenu("&Analyse")
-    analyse_menu.addActions([w.act_analyse, w.act_analyse_selection, w.act_analyse_all, w.act_cancel])
+    analyse_menu.addActions([w.act_analyse, w.act_analyse_selection, w.act_analyse_all, w.act_reanalyse_all,
+                             w.act_cancel])
     analyse_menu.addSeparator()
     analyse_menu.addActions([w.act_review, w.act_settings])
     help_menu = menu.addMenu("&Help")
@@ -179,6 +192,8 @@ def update_actions(w: QMainWindow) -> None:
     w.act_analyse.setEnabled(record is not None and not running)
     w.act_analyse_selection.setEnabled(has_records and not running)
     w.act_analyse_all.setEnabled(has_records and not running)
+    w.act_reanalyse_all.setEnabled(has_records and not running)
+    w.act_save_case_as.setEnabled(has_records)
     w.act_cancel.setEnabled(running)
     w.act_review.setEnabled(record is not None and record.analysed)
     w.act_edit.setEnabled(record is not None and not running)

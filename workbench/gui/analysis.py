@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from PySide6.QtCore import QObject, QThreadPool, Signal
 from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QProgressBar, QPushButton, QStatusBar
+from PySide6.QtWidgets import QMessageBox, QProgressBar, QPushButton, QStatusBar, QWidget
 
 from workbench.app.config import Settings
 from workbench.app.results import SmearResult
@@ -128,14 +128,16 @@ class AnalysisController(QObject):
         self._worker: Worker | None = None
         self._records: list[ImageRecord] = []
         self._previous: list[str] = []
+        self._keep: set[int] = set()
 
     @property
     def running(self) -> bool:
         return self._worker is not None
 
-    def analyse(self, records: Sequence[ImageRecord]) -> bool:
+    def analyse(self, records: Sequence[ImageRecord], keep_edits: Sequence[ImageRecord] = ()) -> bool:
         """Start a background analysis of `records`; False when nothing was started (busy, no images, bad
-        settings: the reason is shown)."""
+        settings: the reason is shown). The images in `keep_edits` keep their shown boxes and review: their new
+        analysis becomes their model layer (`SessionModel.set_result(keep_edits=True)`)."""
         records = list(dict.fromkeys(records))
         if not records:
             return False
@@ -148,6 +150,7 @@ class AnalysisController(QObject):
             self.show_error("Invalid analysis settings", str(exc))
             return False
         self._records, self._previous = records, [r.status for r in records]
+        self._keep = {id(r) for r in keep_edits}
         self.summary = JobSummary(total=len(records))
         for record in records:
             self.model.set_status(record, QUEUED)
@@ -179,7 +182,7 @@ class AnalysisController(QObject):
             record = self._records[step.done - 1]
             if step.image is not None and self.cache_image is not None:
                 self.cache_image(str(record.path), step.image)
-            self.model.set_result(record, step.result)
+            self.model.set_result(record, step.result, keep_edits=id(record) in self._keep)
             self.progress.setValue(step.done)
             if step.result.ok:
                 self.summary.ok += 1
@@ -211,3 +214,27 @@ class AnalysisController(QObject):
     def close(self) -> None:
         """The window closes: stop the job (the window waits for the pool)."""
         self.cancel()
+
+
+KEEP, DISCARD, SKIP = "keep", "discard", "skip"
+
+
+def ask_reanalyse(parent: QWidget, records: Sequence[ImageRecord]) -> str | None:
+    """Ask what a new analysis does to images with a person's edits or review: KEEP them (the new analysis goes
+    beside them as the model layer), DISCARD them (the new analysis replaces the boxes, the review is cleared), SKIP
+    these images; None: cancel the analysis."""
+    names = ", ".join(r.name for r in records[:3]) + (f" and {len(records) - 3} more" if len(records) > 3 else "")
+    box = QMessageBox(QMessageBox.Icon.Question, "Re-analyse edited or reviewed images?",
+                      f"{len(records)} image(s) have boxes edited by hand or a review: {names}.", parent=parent)
+    box.setInformativeText("Keep: the boxes you see and the review stay; the new analysis is kept beside them as "
+                           "the model's layer.\nReplace: the new analysis replaces the boxes and clears the review "
+                           "(the project's audit trail keeps the old boxes).")
+    keep = box.addButton("Keep my edits", QMessageBox.ButtonRole.AcceptRole)
+    discard = box.addButton("Replace them", QMessageBox.ButtonRole.DestructiveRole)
+    skip = box.addButton("Skip these images", QMessageBox.ButtonRole.ActionRole)
+    box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(keep)
+    box.exec()
+    clicked = box.clickedButton()
+    return next((choice for button, choice in ((keep, KEEP), (discard, DISCARD), (skip, SKIP)) if clicked == button),
+                None)

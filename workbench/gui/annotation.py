@@ -1,10 +1,12 @@
 """The annotation side of the window: the project store (labels, reviews, audit trail), the operator name, edit
 mode with its box editor, label import, the training-set export and the retraining dialog.
 
-Edit mode edits the session's record through the model (`BoxEditor` -> `SessionModel.replace_cells`); the project
-file gets the same change first, audited. The first time an image is edited or reviewed it joins the project with
-the model's boxes at the display threshold (model-assisted labelling); from then on the project's boxes are shown
-while editing. Which importer reads a label file is decided by `workbench.app.annotation.label_files` (Qt-free).
+The project is the case's file (workbench.gui.cases): edit mode edits the session's record through the model
+(`BoxEditor` -> `SessionModel.replace_cells`); the project gets the same change first, audited. The first edit of an
+image starts from the model's boxes shown at the display threshold (model-assisted labelling); the model's own boxes
+stay as the record's model layer. Reviews go through the model too, and the case recorder writes them (and the
+approved boxes) into the project. Entering edit mode or moving between images in it changes nothing. Which importer
+reads a label file is decided by `workbench.app.annotation.label_files` (Qt-free).
 """
 
 from __future__ import annotations
@@ -33,13 +35,29 @@ class AnnotationController(QObject):
         super().__init__(window)
         self.window = window
         self.model = window.model
-        self.project = None                 # the annotation ProjectStore (opened on the first edit or review)
         self.training_dialog = None
         self.last_training_data: Path | None = None
         self.editor = BoxEditor(window.view, self.model, labels=list(CLASS_MAP), parent=self)
         self.editor.storeFailed.connect(window.show_error)
         self._edited_result = None          # the result the editor's history belongs to
         self.model.subscribe(self._on_model)
+        self.model.operator = self.operator
+
+    @property
+    def project(self):
+        """The case's project store (None until the session has a case file)."""
+        cases = getattr(self.window, "cases", None)
+        return cases.store if cases is not None else None
+
+    def case_changed(self) -> None:
+        """The session records into another case file: the editor writes there from now on."""
+        self.editor.store = self.project
+        if self.project is not None:
+            self.editor.labels = self.project.labels
+        if self.editor.enabled and self.project is not None:
+            self.attach(self.model.current)
+        else:
+            self.editor.set_image(None)
 
     @property
     def enabled(self) -> bool:
@@ -67,6 +85,7 @@ class AnnotationController(QObject):
 
     def set_operator(self, name: str) -> None:
         self.window.store.setValue("annotation/operator", name.strip())
+        self.model.operator = self.operator
         if self.project is not None:
             self.project.operator = self.operator
 
@@ -77,17 +96,14 @@ class AnnotationController(QObject):
             self.set_operator(name)
 
     def open_project(self, folder: Path | str):
-        """Use `folder/project.sqlite` for labels, reviews and the audit trail (created if missing)."""
-        from workbench.app.annotation.store import ProjectStore
+        """Use `folder/project.sqlite` as the session's case: open it when it exists, else save the session there."""
+        from workbench.app.case import case_file_of
 
-        if self.project is not None:
-            self.project.close()
-        self.project = ProjectStore.open(folder, operator=self.operator, labels=list(CLASS_MAP))
-        self.editor.store = self.project
-        self.editor.labels = self.project.labels
-        if self.editor.enabled:
-            self.attach(self.model.current)
-        self._status(f"Annotation project: {self.project.path}", 5000)
+        cases = self.window.cases
+        if case_file_of(folder) is not None:
+            cases.open_case(folder)
+        else:
+            cases.save_as(Path(folder))
         return self.project
 
     def open_project_dialog(self) -> None:
@@ -97,17 +113,17 @@ class AnnotationController(QObject):
             self.open_project(folder)
 
     def project_entry(self, record: ImageRecord):
-        """The record's image in the project (added, with the model's boxes at the display threshold, the first
-        time: model-assisted labelling)."""
-        if self.project is None:
-            self.open_project(record.path.resolve().parent)
-        entry = self.project.find_image(record.path)
+        """The record's image in the case's project (the case file is made now if it is not yet)."""
+        project = self.window.cases.ensure()
+        if project is None:
+            raise WorkbenchError("no case to keep the labels in (open images first)")
+        entry = project.find_image(record.path)
         if entry is None:
-            width, height = self.record_size(record)
-            entry = self.project.add_image(record.path, width, height)
-            if record.analysed and record.result.cells:
-                self.project.replace_cells(entry.id, record.cells(self.model.threshold), "model predictions",
-                                           "model")
+            project.add_images([record.path])
+            entry = project.image(record.path)
+        width, height = self.record_size(record)
+        if width and height and not (entry.width and entry.height):
+            entry = project.add_image(record.path, width, height)
         return entry
 
     def record_size(self, record: ImageRecord) -> tuple[int, int]:
@@ -120,17 +136,18 @@ class AnnotationController(QObject):
 
     # -- edit mode -------------------------------------------------------------------------------------------------
     def attach(self, record: ImageRecord | None) -> None:
-        """Point the editor at `record`, whose cells become the project's labels (through the model)."""
+        """Point the editor at `record` (nothing changes until the first edit: an image shown in edit mode stays as
+        it was, analysed or not)."""
         if record is None:
             self.editor.set_image(None)
             return
-        entry = self.project_entry(record)
-        cells = self.project.cells(entry.id)
-        if not record.analysed or cells != record.result.cells:
-            width, height = self.record_size(record)
-            self.model.replace_cells(record, cells, size=(entry.width or width, entry.height or height))
-        if entry.status == "reviewed" and record.status != REVIEWED:
-            self.model.mark_reviewed(record, True, user=entry.reviewed_by, at=entry.reviewed_at)
+        try:
+            entry = self.project_entry(record)
+        except WorkbenchError as exc:
+            self.window.show_error("Cannot edit this image", str(exc))
+            self.editor.set_image(None)
+            return
+        self.editor.store = self.project
         self._edited_result = record.result
         self.editor.set_image(entry.id, record)
 
@@ -144,14 +161,10 @@ class AnnotationController(QObject):
         self._status(EDIT_HELP if enabled else "Edit mode off")
 
     def toggle_reviewed(self) -> None:
-        """Mark the current image reviewed (or not), in the project too when there is one."""
+        """Mark the current image reviewed by the operator (or not); the case saves it into the project."""
         record = self.model.current
         if record is not None and record.analysed:
-            reviewed = record.status != REVIEWED
-            if self.project is not None or self.editor.enabled:
-                entry = self.project_entry(record)
-                self.project.mark_reviewed(entry.id, reviewed, operator=self.operator)
-            self.model.mark_reviewed(record, reviewed, user=self.operator)
+            self.model.mark_reviewed(record, record.status != REVIEWED, user=self.operator)
 
     # -- label import ------------------------------------------------------------------------------------------------
     def import_labels(self, path: Path | str) -> bool:
@@ -191,19 +204,22 @@ class AnnotationController(QObject):
         """Import the label files of a folder for every session image into the project (audited; not undoable)."""
         from workbench.app.annotation.importers import import_label_folder
 
-        if not self.model.records:
+        if not self.model.records or self.window.cases.ensure() is None:
             return {}
-        if self.project is None:
-            self.open_project((self.model.current or self.model.records[0]).path.resolve().parent)
         try:
             counts = import_label_folder(self.project, [r.path for r in self.model.records], folder)
         except (OSError, ValueError, KeyError, WorkbenchError) as exc:
             self.window.show_error("Cannot import labels", str(exc))
             return {}
         self.editor.labels = self.project.labels
+        imported = {name for name in counts}
+        for record in self.model.records:          # the session shows the imported boxes: the images are edited
+            if record.name in imported:
+                entry = self.project.image(record.path)
+                self.model.replace_cells(record, self.project.cells(entry.id), size=(entry.width, entry.height))
         if self.editor.enabled:
             self.attach(self.model.current)
-        self._status(f"Imported labels of {len(counts)} image(s) ({sum(counts.values())} boxes); edit mode shows them")
+        self._status(f"Imported labels of {len(counts)} image(s) ({sum(counts.values())} boxes)")
         return counts
 
     def import_folder_dialog(self) -> None:
@@ -249,15 +265,16 @@ class AnnotationController(QObject):
 
         data_yaml = data_yaml or self.last_training_data
         if self.training_dialog is None:
-            self.training_dialog = TrainingDialog(data_yaml, parent=self.window)
+            settings = self.window.settings          # fine-tune the weights the analysis uses, by default
+            self.training_dialog = TrainingDialog(data_yaml, parent=self.window,
+                                                  chosen={"detect": settings.detector,
+                                                          "classify": settings.classifier})
         if data_yaml:
             self.training_dialog.set_export(data_yaml)
         self.training_dialog.show()
         return self.training_dialog
 
     def close(self) -> None:
+        """The window closes (the case controller closes the project file)."""
         if self.training_dialog is not None:
             self.training_dialog.stop()
-        if self.project is not None:
-            self.project.close()
-            self.project = None

@@ -8,6 +8,7 @@ The window lays the widgets out and delegates; it holds no model logic, runs no 
 - `AnalysisController` (analysis.py) runs the background analysis, streaming results into the model;
 - `AnnotationController` (annotation.py) owns the annotation project, edit mode, label import and retraining;
 - `ExportController` (exports.py) and `SessionOpener` (opening.py) write and read the session's files;
+- `CaseController` (cases.py) keeps the session in its case file, saving every change as it happens;
 - actions.py makes the actions, menus and toolbar and says when each action is enabled.
 
 Importing this module imports neither torch nor ultralytics nor the model packages: the models are loaded by the
@@ -20,16 +21,17 @@ import logging
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from PySide6.QtCore import QSettings, Qt, QThreadPool, QTimer, Signal
+from PySide6.QtCore import QCoreApplication, QSettings, Qt, QThreadPool, QTimer, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMessageBox, QSplitter, QTabWidget, QVBoxLayout, QWidget
 
 from workbench.app.session import ImageRecord, SessionModel
 from workbench.core.errors import WorkbenchError
-from workbench.core.images import DEFAULT_EXTENSIONS
+from workbench.core.inputs import DEFAULT_EXTENSIONS
 from workbench.gui import actions
-from workbench.gui.analysis import AnalysisController
+from workbench.gui.analysis import DISCARD, KEEP, SKIP, AnalysisController, ask_reanalyse
 from workbench.gui.annotation import AnnotationController
+from workbench.gui.cases import CaseController
 from workbench.gui.display import RecordDisplay
 from workbench.gui.eval_view import EvalView
 from workbench.gui.exports import ExportController
@@ -149,6 +151,10 @@ class MainWindow(QMainWindow):
         self.annotation = AnnotationController(self)
         self.editor = self.annotation.editor
         self.annotation.editModeChanged.connect(self._sync_edit_action)
+        self.cases = CaseController(self)
+        self.cases.caseChanged.connect(lambda _path: (self.annotation.case_changed(), self._update_title()))
+        self.opener.before_open = self.cases.before_open
+        self.opener.recent_cases = self.cases
         self.model.subscribe(self._start_thumbnails)
 
     def _build_status_bar(self) -> None:
@@ -190,10 +196,16 @@ class MainWindow(QMainWindow):
     # the session model -> the window's own parts (title, actions, thumbnails); the rest observe it themselves
     def _on_model(self, event: str, payload: Any) -> None:
         if event in ("current_changed", "record_changed", "records_removed"):
-            record = self.model.current
-            sample = f" · {record.sample_id}" if record is not None and record.sample_id else ""
-            self.setWindowTitle(f"{record.name}{sample} — Smear Workbench" if record else "Smear Workbench")
+            self._update_title()
         self._update_actions()
+
+    def _update_title(self) -> None:
+        record = self.model.current
+        sample = f" · {record.sample_id}" if record is not None and record.sample_id else ""
+        cases = getattr(self, "cases", None)
+        case = f" — case {cases.name}" if cases is not None and cases.store is not None else ""
+        self.setWindowTitle(f"{record.name}{sample}{case} — Smear Workbench" if record else
+                            f"Smear Workbench{case}")
 
     def _start_thumbnails(self, event: str, records: Any) -> None:
         if event != "records_added":
@@ -254,8 +266,28 @@ class MainWindow(QMainWindow):
     def analysis_running(self) -> bool:
         return self.analysis.running
 
-    def analyse_records(self, records: Sequence[ImageRecord]) -> bool:
-        return self.analysis.analyse(records)
+    def analyse_records(self, records: Sequence[ImageRecord], redo: bool = True) -> bool:
+        """Analyse `records` in the background. Without `redo` only the images that need it (not analysed, failed);
+        with it, images with a person's edits or review are analysed again only after asking (keep them beside the
+        new analysis, replace them, or skip those images)."""
+        run, ask = self.model.analysis_plan(records, redo=redo)
+        keep: list[ImageRecord] = []
+        if ask:
+            choice = ask_reanalyse(self, ask)
+            if choice is None:
+                return False
+            if choice in (KEEP, DISCARD):
+                chosen = {id(r) for r in run + ask}
+                run = [r for r in dict.fromkeys(records) if id(r) in chosen]
+                keep = ask if choice == KEEP else []
+            elif choice == SKIP and not run:
+                self.statusBar().showMessage("Nothing analysed: the edited and reviewed images were skipped.", 8000)
+                return False
+        if not run:
+            self.statusBar().showMessage("Every image is analysed already; Analyse → Re-analyse all runs them "
+                                         "again.", 8000)
+            return False
+        return self.analysis.analyse(run, keep_edits=keep)
 
     def analyse_current(self) -> bool:
         record = self.model.current
@@ -266,7 +298,12 @@ class MainWindow(QMainWindow):
                                     ([self.model.current] if self.model.current else []))
 
     def analyse_all(self) -> bool:
-        return self.analyse_records(self.model.records)
+        """The images not analysed yet (and the failed ones): never an edit or a review."""
+        return self.analyse_records(self.model.records, redo=False)
+
+    def reanalyse_all(self) -> bool:
+        """Every image again (asking first about edited and reviewed ones)."""
+        return self.analyse_records(self.model.records, redo=True)
 
     def cancel_analysis(self) -> None:
         self.analysis.cancel()
@@ -344,6 +381,10 @@ class MainWindow(QMainWindow):
         self.opener.drop(event)
 
     def closeEvent(self, event) -> None:
+        self.metadata.commit()                    # a sample ID still being typed is kept too
+        if not self.cases.confirm_close():        # asks only when something could not be saved
+            event.ignore()
+            return
         self.analysis.close()
         self.exports.close()
         for worker in list(Worker.running):      # thumbnails and image loads of this window stop too
@@ -356,5 +397,7 @@ class MainWindow(QMainWindow):
         # the workers stop between images; wait for them so no signal reaches a deleted window
         self.analysis_pool.waitForDone(60_000)
         self.io_pool.waitForDone(10_000)
+        QCoreApplication.processEvents()          # the result of the image that was in progress is saved too
         self.annotation.close()
+        self.cases.close_case()
         super().closeEvent(event)

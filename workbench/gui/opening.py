@@ -1,5 +1,6 @@
 """Opening images, folders and saved results into the session (menus, dialogs, drag and drop) and the recent
-files list kept in the settings store."""
+files list kept in the settings store. Before images are added, `before_open` (the window's case controller) may
+open the case those paths name or the case kept for their folder; the recent menu lists cases first."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QFileDialog, QMenu, QStatusBar, QWidget
 
 from workbench.app.session import ImageRecord, SessionModel
-from workbench.core.images import DEFAULT_EXTENSIONS
+from workbench.core.inputs import DEFAULT_EXTENSIONS
 
 MAX_RECENT = 10
 IMAGE_FILTER = "Images (" + " ".join(f"*{e}" for e in DEFAULT_EXTENSIONS) + ");;All files (*)"
@@ -23,10 +24,14 @@ class SessionOpener(QObject):
         super().__init__(parent)
         self.model, self.store, self.extensions, self.status = model, store, extensions, status
         self.show_error, self.dialog_parent = show_error, parent
+        self.before_open: Callable[[list[Path]], list[Path]] = lambda paths: paths
+        self.recent_cases = None      # the case controller (recent_cases(), open_case(), clear_recent())
 
     def open_paths(self, paths: Iterable[Path | str]) -> list[ImageRecord]:
         """Add images / folders to the session (results.json files are opened as saved results)."""
         paths = [Path(p) for p in paths]
+        given = paths
+        paths = self.before_open(paths)
         results = [p for p in paths if p.suffix.lower() == ".json"]
         images = [p for p in paths if p.suffix.lower() != ".json"]
         added: list[ImageRecord] = []
@@ -39,7 +44,7 @@ class SessionOpener(QObject):
                 self.show_error("Some inputs could not be opened", "\n".join(problems), dialog=not new)
             if new:
                 self.status.showMessage(f"Opened {len(new)} image(s)", 5000)
-        self.add_recent([p for p in paths if p.exists()])
+        self.add_recent([p for p in given if p.exists()])
         return added
 
     def open_results(self, path: Path) -> list[ImageRecord]:
@@ -107,14 +112,34 @@ class SessionOpener(QObject):
         self.store.setValue("recent/paths", recent[:MAX_RECENT])
 
     def fill_recent_menu(self, menu: QMenu) -> None:
+        """Recent cases (each opens as it was left), then recent image files and folders."""
         menu.clear()
+        cases = self.recent_cases
+        recent_cases = cases.recent_cases() if cases is not None else []
+        if recent_cases:
+            from workbench.gui.cases import case_label
+
+            menu.addSection("Cases")
+            for text in recent_cases:
+                action = menu.addAction(case_label(text))
+                action.setToolTip(text)
+                action.setData(text)
+                action.setEnabled(Path(text).exists())
+                action.triggered.connect(lambda checked=False, p=text: cases.open_case(p))
         recent = self.recent_paths()
+        if recent and recent_cases:
+            menu.addSection("Images and folders")
         for text in recent:
             action = menu.addAction(text)
             action.setEnabled(Path(text).exists())
             action.triggered.connect(lambda checked=False, p=text: self.open_paths([p]))
-        if recent:
+        if recent or recent_cases:
             menu.addSeparator()
-            menu.addAction("Clear list", lambda: self.store.setValue("recent/paths", []))
+            menu.addAction("Clear list", self.clear_recent)
         else:
             menu.addAction("(none)").setEnabled(False)
+
+    def clear_recent(self) -> None:
+        self.store.setValue("recent/paths", [])
+        if self.recent_cases is not None:
+            self.recent_cases.clear_recent()

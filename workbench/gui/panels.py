@@ -18,13 +18,13 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFormLay
                                QPushButton, QSizePolicy, QTableWidget, QTableWidgetItem, QTreeWidget,
                                QTreeWidgetItem, QVBoxLayout, QWidget)
 
-from workbench.app.session import (ANALYSED, FAILED, NEW, QUEUED, REVIEWED, STATUS_TEXT, ImageRecord,
+from workbench.app.session import (ANALYSED, EDITED, FAILED, NEW, QUEUED, REVIEWED, STATUS_TEXT, ImageRecord,
                                    SessionModel)
 from workbench.gui.style import cell_colour, label_colour, label_name
 from workbench.app.results import CellCounts, CellDetection
 
 STATUS_COLOURS = {NEW: QColor(120, 120, 120), QUEUED: QColor(170, 120, 0), ANALYSED: QColor(20, 100, 180),
-                  REVIEWED: QColor(30, 140, 60), FAILED: QColor(200, 40, 40)}
+                  EDITED: QColor(130, 60, 170), REVIEWED: QColor(30, 140, 60), FAILED: QColor(200, 40, 40)}
 
 
 def crop_cell(image: QImage | None, cell: CellDetection, size: int, margin: float = 0.15) -> QPixmap:
@@ -85,7 +85,7 @@ class ImageListPanel(QWidget):
         self.summary.setWordWrap(True)
         self.status_filter = QComboBox()
         self.status_filter.addItem("All images", None)
-        for status in (NEW, ANALYSED, REVIEWED, FAILED):
+        for status in (NEW, ANALYSED, EDITED, REVIEWED, FAILED):
             self.status_filter.addItem(STATUS_TEXT[status].capitalize(), status)
         self.status_filter.setToolTip("Show only the images with this status")
         layout = QVBoxLayout(self)
@@ -228,6 +228,7 @@ class MetadataPanel(QWidget):
         layout.addWidget(self.review_label)
         self._updating = False
         self.sample_edit.editingFinished.connect(self._commit_sample)
+        self.sample_edit.textEdited.connect(lambda _text: self._commit_sample())   # saved as it is typed
         self.note_edit.textChanged.connect(self._commit_note)
         self.folder_button.clicked.connect(self._apply_folder)
         self.review_box.toggled.connect(self._toggle_review)
@@ -243,6 +244,8 @@ class MetadataPanel(QWidget):
     def _show(self, record: ImageRecord | None) -> None:
         if record is not self.record and self.record is not None:
             self._commit_sample()
+        # still typing into this record's field: keep the text as typed (another record's ID always replaces it)
+        typing = self.sample_edit.hasFocus() and record is self.record
         self.record = record
         self._updating = True
         try:
@@ -250,7 +253,7 @@ class MetadataPanel(QWidget):
             for widget in (self.sample_edit, self.note_edit, self.folder_button):
                 widget.setEnabled(enabled)
             sample = (record.sample_id or "") if record else ""
-            if self.sample_edit.text() != sample and not (self.sample_edit.hasFocus() and record is self.record):
+            if self.sample_edit.text().strip() != sample and not typing:
                 self.sample_edit.setText(sample)
             note = record.note if record else ""
             if self.note_edit.toPlainText() != note:
@@ -265,6 +268,11 @@ class MetadataPanel(QWidget):
                 self.review_label.setText("")
         finally:
             self._updating = False
+
+    def commit(self) -> None:
+        """Put what is typed into the model now (the window closes, another image is shown)."""
+        self._commit_sample()
+        self._commit_note()
 
     def _commit_sample(self) -> None:
         if self._updating or self.record is None:
