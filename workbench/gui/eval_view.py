@@ -1,15 +1,20 @@
-"""Evaluation view: the saved evaluation runs (`workbench.app.eval_store`) and, for the chosen run, its headline numbers,
-the per-class table (P, R, mAP50, mAP50-95), and its plots (PR curve, confusion matrix, ...)."""
+"""Evaluation view: the saved evaluation runs (`workbench.app.eval_store`) and, for the chosen run, its headline
+numbers, the per-class table (P, R, mAP50, mAP50-95) and its plots (PR curve, confusion matrix, ...).
+
+Readable at any window size: table columns are as wide as their headers and values (a table scrolls rather than
+cutting a header), every header and metric name explains itself in a tooltip, and the plots are shown at their
+natural size (as saved: the legend as large as in the file) in a scroll area, zoomed with the buttons or Ctrl+wheel.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QGridLayout, QHBoxLayout, QHeaderView, QLabel,
-                               QListWidget, QListWidgetItem, QPushButton, QSizePolicy, QSplitter, QTableWidget,
+                               QListWidget, QListWidgetItem, QPushButton, QScrollArea, QSplitter, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
 METRIC_NAMES = {
@@ -20,12 +25,31 @@ METRIC_NAMES = {
     "blast_recall": "Blast recall", "blast_f1": "Blast F1", "count_mae": "Count MAE (cells / image)",
     "image_sensitivity": "Image sensitivity", "image_specificity": "Image specificity", "support": "Support",
 }
+METRIC_HELP = {
+    "precision": "Of the boxes (or blast calls) the model made, the fraction that are right: TP / (TP + FP)",
+    "recall": "Of the true cells (or blasts), the fraction the model found: TP / (TP + FN)",
+    "ap50": "Mean average precision with a box counted as found at IoU >= 0.5",
+    "ap50_95": "Mean average precision averaged over IoU thresholds 0.50, 0.55, ..., 0.95 (COCO)",
+    "images": "Images evaluated", "instances": "True cells (boxes) in those images",
+    "accuracy": "Fraction of cells classified right", "specificity": "Of the normal cells, the fraction called normal",
+    "f1": "Harmonic mean of precision and recall", "roc_auc": "Area under the ROC curve of p(blast)",
+    "auc": "Area under the ROC curve of p(blast)", "support": "Cells of this class in the test data",
+    "count_mae": "Mean absolute error of the white-cell count per image",
+    "false_wbc_per_image": "Boxes per image that match no true white cell",
+}
 CLASS_COLUMNS = ["precision", "recall", "ap50", "ap50_95"]
+ZOOM_STEP = 1.25
+MIN_ZOOM, MAX_ZOOM = 0.1, 8.0
 KIND_NAMES = {"detection": "Detector", "classifier": "Classifier", "pipeline": "Pipeline"}
 
 
 def metric_name(key: str) -> str:
     return METRIC_NAMES.get(key, key.replace("_", " "))
+
+
+def metric_tip(key: str) -> str:
+    name = metric_name(key)
+    return f"{name}: {METRIC_HELP[key]}" if key in METRIC_HELP else name
 
 
 def format_value(value: Any) -> str:
@@ -41,40 +65,67 @@ def format_value(value: Any) -> str:
 
 
 def _read_only_table(columns: list[str]) -> QTableWidget:
+    """A table whose columns fit their header and values (never cut: it scrolls sideways when the view is narrow)."""
     table = QTableWidget(0, len(columns))
-    table.setHorizontalHeaderLabels(columns)
+    set_headers(table, columns)
     table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
     table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
     table.setAlternatingRowColors(True)
+    table.setWordWrap(False)
     table.verticalHeader().setVisible(False)
-    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-    table.horizontalHeader().setStretchLastSection(True)
+    header = table.horizontalHeader()
+    header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    header.setStretchLastSection(False)
+    header.setTextElideMode(Qt.TextElideMode.ElideNone)
+    table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
     return table
 
 
-class ScaledImageLabel(QLabel):
-    """A plot that scales to the space it has, keeping its aspect ratio (never larger than its own size x 2)."""
+def set_headers(table: QTableWidget, columns: list[str], tips: list[str] | None = None) -> None:
+    table.setColumnCount(len(columns))
+    for column, text in enumerate(columns):
+        item = QTableWidgetItem(text)
+        item.setToolTip(tips[column] if tips else text)
+        table.setHorizontalHeaderItem(column, item)
+
+
+class PlotImage(QLabel):
+    """A plot at its natural size (as saved) times the view's zoom; it never shrinks to fit (a shrunk PR curve's
+    legend is unreadable) - the scroll area around the plots scrolls instead."""
 
     def __init__(self, pixmap: QPixmap, parent=None) -> None:
         super().__init__(parent)
         self.original = pixmap
-        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.setMinimumSize(QSize(80, 60))
-        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.zoom = 1.0
+        self.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         self.setStyleSheet("background: white;")
-        self._rescale()
+        self.set_zoom(1.0)
 
-    def resizeEvent(self, event) -> None:
-        super().resizeEvent(event)
-        self._rescale()
-
-    def _rescale(self) -> None:
+    def set_zoom(self, zoom: float) -> None:
+        self.zoom = zoom
         if self.original.isNull():
             self.setText("(plot could not be read)")
             return
-        size = self.size().boundedTo(self.original.size() * 2)
-        self.setPixmap(self.original.scaled(size, Qt.AspectRatioMode.KeepAspectRatio,
-                                            Qt.TransformationMode.SmoothTransformation))
+        if zoom == 1.0:
+            self.setPixmap(self.original)
+        else:
+            self.setPixmap(self.original.scaled(self.original.size() * zoom, Qt.AspectRatioMode.KeepAspectRatio,
+                                                Qt.TransformationMode.SmoothTransformation))
+        self.setFixedSize(self.pixmap().size())
+
+
+class _CtrlWheelZoom(QObject):
+    """Ctrl+wheel over the plots zooms them (the wheel alone scrolls)."""
+
+    def __init__(self, view: "EvalView") -> None:
+        super().__init__(view)
+        self.view = view
+
+    def eventFilter(self, obj, event) -> bool:
+        if event.type() == QEvent.Type.Wheel and event.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            self.view.zoom_plots(ZOOM_STEP if event.angleDelta().y() > 0 else 1 / ZOOM_STEP)
+            return True
+        return False
 
 
 class EvalView(QWidget):
@@ -114,9 +165,7 @@ class EvalView(QWidget):
         self.header.setTextFormat(Qt.TextFormat.RichText)
         self.header.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.summary_table = _read_only_table(["Metric", "Value"])
-        self.summary_table.setFixedWidth(280)
         self.class_table = _read_only_table(["Class"] + [metric_name(c) for c in CLASS_COLUMNS])
-        self.class_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.class_box = QWidget()
         class_layout = QVBoxLayout(self.class_box)
         class_layout.setContentsMargins(0, 0, 0, 0)
@@ -136,13 +185,34 @@ class EvalView(QWidget):
         self.plots_box = QWidget()
         self.plots_grid = QGridLayout(self.plots_box)
         self.plots_grid.setContentsMargins(0, 0, 0, 0)
-        self.plot_widgets: list[tuple[str, ScaledImageLabel]] = []
+        self.plots_grid.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.plot_widgets: list[tuple[str, PlotImage]] = []
+        self.plot_zoom = 1.0
+        self.plots_area = QScrollArea()
+        self.plots_area.setWidget(self.plots_box)
+        self.plots_area.setWidgetResizable(True)
+        self.plots_area.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.plots_area.viewport().installEventFilter(_CtrlWheelZoom(self))
+        zoom_bar = QHBoxLayout()
+        zoom_bar.addWidget(QLabel("<b>Plots</b>"))
+        zoom_bar.addStretch(1)
+        self.zoom_label = QLabel("100 %")
+        for text, tip, slot in (("−", "Zoom out (Ctrl+wheel)", lambda: self.zoom_plots(1 / ZOOM_STEP)),
+                                ("100 %", "The plots at their natural size", lambda: self.set_plot_zoom(1.0)),
+                                ("+", "Zoom in (Ctrl+wheel)", lambda: self.zoom_plots(ZOOM_STEP)),
+                                ("Fit", "Fit the plots to the width of the view", self.fit_plots)):
+            button = QPushButton(text)
+            button.setToolTip(tip)
+            button.clicked.connect(slot)
+            zoom_bar.addWidget(button)
+        zoom_bar.addWidget(self.zoom_label)
         details = QWidget()
         details_layout = QVBoxLayout(details)
         details_layout.setContentsMargins(0, 0, 0, 0)
         details_layout.addWidget(self.header)
         details_layout.addLayout(tables)
-        details_layout.addWidget(self.plots_box, 1)
+        details_layout.addLayout(zoom_bar)
+        details_layout.addWidget(self.plots_area, 1)
 
         body = QSplitter(Qt.Orientation.Horizontal)
         body.addWidget(left)
@@ -241,7 +311,9 @@ class EvalView(QWidget):
         for key, value in summary.items():
             row = self.summary_table.rowCount()
             self.summary_table.insertRow(row)
-            self.summary_table.setItem(row, 0, QTableWidgetItem(metric_name(key)))
+            name = QTableWidgetItem(metric_name(key))
+            name.setToolTip(metric_tip(key))
+            self.summary_table.setItem(row, 0, name)
             item = QTableWidgetItem(format_value(value))
             item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.summary_table.setItem(row, 1, item)
@@ -252,8 +324,8 @@ class EvalView(QWidget):
                            - set(CLASS_COLUMNS))
             columns = [c for c in CLASS_COLUMNS if any(c in v for v in per_class.values() if isinstance(v, dict))]
             columns += extra
-            self.class_table.setColumnCount(1 + len(columns))
-            self.class_table.setHorizontalHeaderLabels(["Class"] + [metric_name(c) for c in columns])
+            set_headers(self.class_table, ["Class"] + [metric_name(c) for c in columns],
+                        ["The class (label) of the cells"] + [metric_tip(c) for c in columns])
             for name, values in per_class.items():
                 values = values if isinstance(values, dict) else {}
                 row = self.class_table.rowCount()
@@ -276,32 +348,55 @@ class EvalView(QWidget):
             path = Path(plots[name])
             if not path.is_absolute():
                 path = Path(run.path) / path
-            label = ScaledImageLabel(QPixmap(str(path)))
+            label = PlotImage(QPixmap(str(path)))
+            label.set_zoom(self.plot_zoom)
+            label.setToolTip(f"{path}\nCtrl+wheel zooms")
             title = QLabel(f"<b>{name.replace('_', ' ')}</b>")
             cell = QWidget()
             cell_layout = QVBoxLayout(cell)
-            cell_layout.setContentsMargins(0, 4, 4, 0)
+            cell_layout.setContentsMargins(0, 4, 8, 8)
             cell_layout.addWidget(title)
-            cell_layout.addWidget(label, 1)
-            self.plots_grid.addWidget(cell, n // columns, n % columns)
+            cell_layout.addWidget(label)
+            self.plots_grid.addWidget(cell, n // columns, n % columns,
+                                      Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
             self.plot_widgets.append((name.replace("_", " "), label))
-        for column in range(min(columns, len(names))):
-            self.plots_grid.setColumnStretch(column, 1)
-        for row in range((len(names) + columns - 1) // columns):
-            self.plots_grid.setRowStretch(row, 1)
         if not names:
             self.plots_grid.addWidget(QLabel("This run saved no plots."), 0, 0)
         self._fit_heights()
 
     def _fit_heights(self) -> None:
-        """Tables as tall as their rows (up to a limit), so the plots get the rest of the height."""
+        """Tables as tall as their rows (up to a limit) and the summary as wide as its columns, so the plots get
+        the rest; room is kept for a horizontal scroll bar, so a narrow window never hides the last row."""
         for table in (self.summary_table, self.class_table):
+            table.resizeColumnsToContents()
             table.resizeRowsToContents()
             height = table.horizontalHeader().sizeHint().height() + 2 * table.frameWidth() + 2
             height += sum(table.rowHeight(r) for r in range(table.rowCount()))
-            if table.horizontalScrollBar().isVisible():
-                height += table.horizontalScrollBar().sizeHint().height()
+            height += table.horizontalScrollBar().sizeHint().height()
             table.setFixedHeight(min(height, 320))
+        width = sum(self.summary_table.columnWidth(c) for c in range(self.summary_table.columnCount()))
+        self.summary_table.setFixedWidth(width + 2 * self.summary_table.frameWidth() +
+                                         self.summary_table.verticalScrollBar().sizeHint().width())
+
+    # -- plot zoom ------------------------------------------------------------------------------------------------
+    def set_plot_zoom(self, zoom: float) -> None:
+        self.plot_zoom = min(max(float(zoom), MIN_ZOOM), MAX_ZOOM)
+        for _name, label in self.plot_widgets:
+            label.set_zoom(self.plot_zoom)
+        self.zoom_label.setText(f"{100 * self.plot_zoom:.0f} %")
+
+    def zoom_plots(self, factor: float) -> None:
+        self.set_plot_zoom(self.plot_zoom * factor)
+
+    def fit_plots(self) -> None:
+        """The widest row of plots fits the width of the view (a smaller zoom never goes under 10 %)."""
+        if not self.plot_widgets:
+            return
+        columns = max(1, self.plots_grid.columnCount())
+        widths = [label.original.width() for _name, label in self.plot_widgets if not label.original.isNull()]
+        if widths:
+            spacing = (columns - 1) * self.plots_grid.horizontalSpacing() + 12 * columns
+            self.set_plot_zoom((self.plots_area.viewport().width() - spacing) / (max(widths) * columns))
 
     def _clear_plots(self) -> None:
         self.plot_widgets = []
@@ -309,10 +404,6 @@ class EvalView(QWidget):
             item = self.plots_grid.takeAt(0)
             if item.widget() is not None:
                 item.widget().deleteLater()
-        for i in range(self.plots_grid.rowCount()):
-            self.plots_grid.setRowStretch(i, 0)
-        for i in range(self.plots_grid.columnCount()):
-            self.plots_grid.setColumnStretch(i, 0)
 
     def plot_names(self) -> list[str]:
         return [name for name, _ in self.plot_widgets]

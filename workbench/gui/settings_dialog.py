@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QDoubleSpin
 from workbench.app.config import Settings, load_config, schema
 from workbench.core.errors import ConfigError, WorkbenchError
 from workbench.app.weights import Manifest, WeightsEntry
+from workbench.gui.metrics_table import MetricsTable
 
 SETTINGS_GROUP = "analysis"
 log = logging.getLogger(__name__)
@@ -119,18 +120,6 @@ def save_settings(settings: GuiSettings, store: QSettings | None = None) -> None
     store.sync()
 
 
-def format_metrics(metrics: dict[str, Any]) -> str:
-    if not metrics:
-        return "no measured metrics in the manifest"
-    parts = []
-    for key, value in metrics.items():
-        if isinstance(value, float):
-            parts.append(f"{key} {value:.3f}")
-        elif isinstance(value, (int, str)):
-            parts.append(f"{key} {value}")
-    return " · ".join(parts) or "no measured metrics in the manifest"
-
-
 class WeightsChooser(QGroupBox):
     """A manifest entry (with its metrics) or a weight file of the user's."""
 
@@ -153,6 +142,7 @@ class WeightsChooser(QGroupBox):
         self.metrics = QLabel()
         self.metrics.setWordWrap(True)
         self.metrics.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.metrics_table = MetricsTable()      # the measured metrics: one row per split / source
         row = QHBoxLayout()
         row.addWidget(self.path_edit, 1)
         row.addWidget(self.browse)
@@ -160,6 +150,7 @@ class WeightsChooser(QGroupBox):
         layout.addWidget(self.combo)
         layout.addLayout(row)
         layout.addWidget(self.metrics)
+        layout.addWidget(self.metrics_table)
         self.combo.currentIndexChanged.connect(self._update)
         self.browse.clicked.connect(self._browse)
         self.set_value(current)
@@ -196,10 +187,12 @@ class WeightsChooser(QGroupBox):
         self.path_edit.setVisible(is_file)
         self.browse.setVisible(is_file)
         entry = self.entry()
+        self.metrics_table.set_metrics(entry.metrics if entry is not None else None)
+        self.metrics_table.setVisible(entry is not None)
         if entry is not None:
             where = f"trained on {entry.data}" + (f" ({entry.split})" if entry.split else "") if entry.data else ""
             self.metrics.setText(f"<b>{entry.name}</b> · {entry.architecture} · classes {', '.join(entry.class_names)}"
-                                 f" · input {entry.input_size} px<br>{where}<br>{format_metrics(entry.metrics)}")
+                                 f" · input {entry.input_size} px<br>{where}")
         elif is_file:
             self.metrics.setText("A weight file not listed in the manifest: its classes are checked when it loads.")
         else:
