@@ -42,3 +42,15 @@ def configured_paths(args: argparse.Namespace):
     from workbench.app.config import load_config
 
     return load_config(getattr(args, "config", None)).paths
+
+class WorkbenchParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one `error:` line (with where to get help) and exit code 2, like every other
+    user error; sub-command parsers inherit it. Here, light, so the launcher's window path uses it too."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's hook
+        import sys
+
+        from workbench.core.text import printable
+
+        print(f"error: {self.prog}: {printable(message)} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(EXIT_ERROR)

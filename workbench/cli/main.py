@@ -12,27 +12,16 @@ import sys
 from typing import Callable, Sequence
 
 from workbench import __version__
-from workbench.cli.analyze import register as register_analyze
-from workbench.cli.dataset import register as register_dataset
-from workbench.cli.eval import register as register_eval
-from workbench.cli.gui import register as register_gui
-from workbench.cli.report import register as register_report
-from workbench.cli.train import register as register_train
 from workbench.core.errors import WorkbenchError
 from workbench.core.text import printable
 
 log = logging.getLogger("workbench")
 
 from workbench.cli.args import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL  # noqa: F401  (re-exported: the documented codes)
+from workbench.cli.args import WorkbenchParser
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one `error:` line (with where to get help) and exit code 2, like every other
-    user error; sub-command parsers inherit it."""
-
-    def error(self, message: str):  # noqa: D401 - argparse's hook
-        print(f"error: {self.prog}: {printable(message)} (see `{self.prog} --help`)", file=sys.stderr)
-        sys.exit(EXIT_ERROR)
+_Parser = WorkbenchParser     # one `error:` line and exit 2 for a usage error (workbench.cli.args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "blasts or normal cells. Research use only, not for diagnosis.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    # the commands' modules are imported here, not at the top: the launcher's window path (`workbench gui`) builds only
+    # its own options and starts without them
+    from workbench.cli.analyze import register as register_analyze
+    from workbench.cli.dataset import register as register_dataset
+    from workbench.cli.eval import register as register_eval
+    from workbench.cli.gui import register as register_gui
+    from workbench.cli.report import register as register_report
+    from workbench.cli.train import register as register_train
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     register_analyze(sub)

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QEvent, QObject, QSettings, QTimer
 from PySide6.QtWidgets import QApplication
 
 ORGANIZATION = "SmearWorkbench"
@@ -40,10 +40,34 @@ def _weights_line(settings) -> tuple[str, bool]:
     return "; ".join(parts), ok
 
 
-def _exit_when_shown(app: QApplication, window, timeout_s: float) -> None:
+HEAVY_MODULES = ("torch", "ultralytics", "cv2", "torchvision", "workbench.app.pipeline")
+
+
+def model_modules() -> str:
+    """The model libraries loaded in this process (the window must start without them): '-' for none."""
+    return ",".join(m for m in HEAVY_MODULES if m in sys.modules) or "-"
+
+
+class _FirstPaint(QObject):
+    """Calls `done()` once, when the window has painted for the first time (it is visible with its content)."""
+
+    def __init__(self, window, done) -> None:
+        super().__init__(window)
+        self.done = done
+        window.installEventFilter(self)
+
+    def eventFilter(self, obj, event) -> bool:
+        if event.type() == QEvent.Type.Paint and self.done is not None:
+            done, self.done = self.done, None
+            QTimer.singleShot(0, done)           # after this paint has reached the screen
+        return False
+
+
+def _exit_when_shown(app: QApplication, window, timeout_s: float, image: bool = True) -> None:
     """`--exit-after-shown`: once the first image's pixels are in the view (or failed), print one line saying what
-    is shown and with which weights, then quit: 0 shown, 1 not shown (or nothing within `timeout_s`)."""
-    from PySide6.QtCore import QTimer
+    is shown and with which weights, then quit: 0 shown, 1 not shown (or nothing within `timeout_s`). Without an
+    image to open: once the window has painted, print its size and the model libraries loaded ('-': none) and
+    quit with 0 (the start-up bench times this)."""
 
     def report(path: str) -> None:
         image = window.current_image
@@ -60,7 +84,15 @@ def _exit_when_shown(app: QApplication, window, timeout_s: float) -> None:
         print(f"not shown: no image was shown within {timeout_s:g} s", flush=True)
         app.exit(1)
 
-    window.imageShown.connect(report)
+    def window_shown() -> None:
+        print(f"shown: window {window.width()}x{window.height()}; model modules loaded: {model_modules()}",
+              flush=True)
+        app.exit(0)
+
+    if image:
+        window.imageShown.connect(report)
+    else:
+        _FirstPaint(window, window_shown)
     QTimer.singleShot(int(timeout_s * 1000), give_up)
 
 
@@ -80,9 +112,9 @@ def run_gui(paths: Sequence[str | Path] = (), detector: str | None = None, class
     if classifier:
         settings.classifier = classifier
     window = MainWindow(settings=settings, store=store, eval_root=eval_root)
-    window.show()
     if exit_after_shown:
-        _exit_when_shown(app, window, timeout_s=60.0)
+        _exit_when_shown(app, window, timeout_s=60.0, image=bool(paths))
+    window.show()
     if paths:
         window.open_paths(paths)
     return app.exec()
