@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -32,12 +32,14 @@ class BlastClassifier:
         margin: float = 0.15,
         blast_class: str = "blast",
         threshold: float | None = None,
+        net: Any = None,
     ) -> None:
         if batch < 1:
             raise ValueError(f"batch must be at least 1, not {batch}")
         if margin < 0:
             raise ValueError(f"margin must not be negative, not {margin}")
-        self._model, self._spec = load_classifier(weights, device)
+        # `net`: an exported network with its spec (classification.runtime) in place of the checkpoint's torch network
+        self._model, self._spec = (net, net.spec) if net is not None else load_classifier(weights, device)
         lowered = [name.lower() for name in self._spec.class_names]
         if blast_class.lower() not in lowered:
             raise ClassifierLoadError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
@@ -72,6 +72,45 @@ def wbc_class_id(names: dict[int, str], path: Path | str, wbc_class: str = WBC_C
     return matches[0]
 
 
+class YoloNet(Protocol):
+    """What WbcDetector needs of a network: class names and one batched predict (TorchYolo, or an exported model
+    in detection.runtime)."""
+
+    backend: str
+    names: dict[int, str]
+
+    def predict(self, images_bgr: Sequence[np.ndarray], conf: float, iou: float, imgsz: int | Sequence[int],
+                classes: list[int] | None, max_det: int) -> list[np.ndarray]: ...
+
+
+class TorchYolo:
+    """A PyTorch YOLO checkpoint run by ultralytics' predictor (the reference every other backend is held to)."""
+
+    backend = "torch"
+
+    def __init__(self, model, device: str = "cpu") -> None:
+        self.model = model
+        self.device = device
+        self.names: dict[int, str] = dict(model.names)
+
+    def predict(self, images_bgr: Sequence[np.ndarray], conf: float, iou: float, imgsz: int | Sequence[int],
+                classes: list[int] | None, max_det: int) -> list[np.ndarray]:
+        """Per image an (N, 6) array x1, y1, x2, y2, conf, class in that image's pixels."""
+        import torch
+
+        threads = torch.get_num_threads()
+        results = self.model.predict(list(images_bgr), conf=conf, iou=iou, imgsz=imgsz, device=self.device,
+                                     max_det=max_det, classes=classes, verbose=False)
+        # ultralytics' device selection sets torch to cpu_count - 1 threads (1 on a 2-core machine), which would
+        # halve the classifier's speed for the rest of the process
+        torch.set_num_threads(threads)
+        out = []
+        for result in results:
+            data = result.boxes.data.cpu().numpy().astype(np.float64)
+            out.append(data[:, :6] if len(data) else np.zeros((0, 6)))
+        return out
+
+
 class WbcDetector:
     """Finds white blood cells. Images whose side exceeds `tiling.tile_factor * imgsz` (or always, with mode 'on')
     are cut into overlapping `imgsz` tiles that go through the network in batches; the boxes are merged so a cell
@@ -79,10 +118,13 @@ class WbcDetector:
 
     def __init__(self, weights: Path | str, conf: float = 0.25, iou: float = 0.5, imgsz: int = 640,
                  device: str = "cpu", max_det: int = 300, tiling: TilingConfig | None = None,
-                 wbc_class: str = WBC_CLASS, pixel_size_um: float | None = None, trust: bool = False) -> None:
+                 wbc_class: str = WBC_CLASS, pixel_size_um: float | None = None, trust: bool = False,
+                 net: YoloNet | None = None) -> None:
         self.weights = Path(weights)
-        self.model = load_yolo(self.weights, trust)
-        self.names: dict[int, str] = dict(self.model.names)
+        # the network: PyTorch through ultralytics by default, or an exported one (detection.runtime.ExportedYolo)
+        self.net: YoloNet = net if net is not None else TorchYolo(load_yolo(self.weights, trust), device)
+        self.backend = self.net.backend
+        self.names: dict[int, str] = dict(self.net.names)
         self.class_id = wbc_class_id(self.names, self.weights, wbc_class)
         self.class_name = self.names[self.class_id]
         self.conf, self.iou, self.imgsz = float(conf), float(iou), int(imgsz)
@@ -100,23 +142,9 @@ class WbcDetector:
         """One batched forward pass over `images_bgr`; per image an (N, 5) array x1, y1, x2, y2, conf of WBCs."""
         if not images_bgr:
             return []
-        import torch
-
-        threads = torch.get_num_threads()
-        results = self.model.predict(
-            list(images_bgr), conf=self.conf, iou=self.iou, imgsz=imgsz or self.imgsz, device=self.device,
-            max_det=self.max_det, classes=[self.class_id], verbose=False,
-        )
-        # ultralytics' device selection sets torch to cpu_count - 1 threads (1 on a 2-core machine), which would
-        # halve the classifier's speed for the rest of the process
-        torch.set_num_threads(threads)
-        out = []
-        for result in results:
-            boxes = result.boxes
-            xyxy = boxes.xyxy.cpu().numpy().astype(np.float64)
-            conf = boxes.conf.cpu().numpy().astype(np.float64)
-            out.append(np.concatenate([xyxy, conf[:, None]], axis=1) if len(conf) else np.zeros((0, 5)))
-        return out
+        results = self.net.predict(list(images_bgr), self.conf, self.iou, imgsz or self.imgsz, [self.class_id],
+                                   self.max_det)
+        return [r[:, :5] if len(r) else np.zeros((0, 5)) for r in results]
 
     RULER_FACTORS = (1.0, 0.7, 0.5, 0.35)   # resampling factors tried by red_cell_ruler (zoomed-in fields shrink)
 
@@ -152,13 +180,7 @@ class WbcDetector:
         return None if best is None else (best[1], best[2])
 
     def _predict_class(self, image_bgr: np.ndarray, imgsz, class_id: int, conf: float = 0.25) -> np.ndarray:
-        import torch
-
-        threads = torch.get_num_threads()
-        result = self.model.predict([image_bgr], conf=conf, iou=self.iou, imgsz=imgsz, device=self.device,
-                                    max_det=self.max_det, classes=[class_id], verbose=False)[0]
-        torch.set_num_threads(threads)
-        return result.boxes.xyxy.cpu().numpy().astype(np.float64)
+        return self.net.predict([image_bgr], conf, self.iou, imgsz, [class_id], self.max_det)[0][:, :4]
 
     def resample_factor(self, um_per_px: float | None) -> float:
         """How much to resize an image of pixel size `um_per_px` so that it matches the detector's (1.0: not)."""

@@ -110,3 +110,32 @@ def census_slice(datasets_root):
     need(ALLIDB1)
     census = make_census(datasets_root, CENSUS_DETECTOR, limit=1)
     return {k: ImageCensus.from_dict(v) for k, v in census["images"].items()}, census
+
+
+@pytest.fixture(scope="session")
+def exported_weights(tmp_path_factory, bccd_image) -> Path:
+    """A weights folder with copies of the shipped default detector and classifier and an OpenVINO and an ONNX
+    export of each: the shipped exports where weights/ lists them for these weights, the others made here with
+    `workbench export`'s code (the classifier's ONNX export is not shipped: 41 MB)."""
+    import shutil
+
+    from workbench.app.config import load_config
+    from workbench.app.exporting import export_weights
+    from workbench.app.weights import Manifest
+
+    shipped = Manifest.load(REPO_ROOT / "weights" / "manifest.yaml")
+    folder = tmp_path_factory.mktemp("exported_weights")
+    defaults = [shipped.default("detect"), shipped.default("classify")]
+    for entry in defaults:   # copies, not links: an export is written beside the (resolved) weights file
+        shutil.copy2(shipped.file_of(entry), folder / entry.file)
+    exports = [x for x in shipped.exports if x.parent_sha256 in {e.sha256 for e in defaults}]
+    for export in exports:
+        source = shipped.folder / export.path
+        (shutil.copytree if source.is_dir() else shutil.copy2)(source, folder / export.path)
+    Manifest(folder / "manifest.yaml", defaults, exports).save()
+    config = load_config(overrides={"paths": {"weights": str(folder)}})
+    for entry in defaults:
+        for fmt in ("openvino", "onnx"):
+            if not any(x.format == fmt and x.parent_sha256 == entry.sha256 for x in exports):
+                export_weights(entry.task, entry.name, fmt, config, Manifest.in_folder(folder), [bccd_image])
+    return folder

@@ -23,6 +23,7 @@ SMOKE_TESTED = {
     ("analyze",), ("report",), ("dataset", "bccd"), ("dataset", "census"), ("dataset", "detection"), ("dataset", "crops"),
     ("train", "detector"), ("train", "classifier"),
     ("eval", "detection"), ("eval", "classifier"), ("eval", "pipeline"), ("eval", "list"),
+    ("export",), ("bench",),  # tests/cli/test_export.py runs both (export, then analyze / bench on the exports)
 }
 
 

@@ -23,6 +23,8 @@ from workbench.app.config_checks import (Check, boolean, choice, device, extensi
 from workbench.core.errors import ConfigError
 from workbench.core.yaml_io import load_yaml_file, short_error
 
+# inference backends (workbench.app.backends): auto = the fastest exported model of the chosen weights, else torch
+BACKENDS = ("auto", "torch", "openvino", "onnxruntime")
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "cfg" / "default.yaml"
 
 
@@ -40,6 +42,7 @@ class DetectorSettings:
     device: str = setting(device)
     max_det: int = setting(integer(minimum=1))
     trust_weights: bool = setting(boolean)
+    backend: str = setting(choice(*BACKENDS))
     nested_ios: float | None = setting(optional_fraction)
 
 
@@ -67,6 +70,7 @@ class ClassifierSettings:
     margin: float = setting(number(minimum=0.0, maximum=2.0))
     device: str = setting(device)
     blast_class: str = setting(text())
+    backend: str = setting(choice(*BACKENDS))
     unidentified_band: str | list[float] = setting(unidentified_band)
 
 

@@ -24,7 +24,7 @@ class EvalOutcome:
 
 
 def _weights_info(info) -> dict[str, str]:
-    return {"name": info.name, "path": info.path, "sha256": info.sha256}
+    return {"name": info.name, "path": info.path, "sha256": info.sha256, "backend": getattr(info, "backend", "torch")}
 
 
 def _dataset_error(exc: Exception) -> DatasetError:

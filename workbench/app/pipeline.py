@@ -24,6 +24,8 @@ from workbench.app.band import classifier_band
 from workbench.app.nested import merge_nested
 from workbench.app.pixel_size import PixelSizeRuler
 from workbench.app.results import BatchResult, CellDetection, ModelInfo, SmearResult
+from workbench.app.backends import choose
+from workbench.app.prefetch import prepared_ahead
 from workbench.app.weights import Manifest, check_class_names, resolve_weights
 
 log = logging.getLogger(__name__)
@@ -52,12 +54,22 @@ def load_detector(config: Settings, manifest: Manifest):
     det = config.detector
     check_device(det.device)
     resolved = resolve_weights(det.weights, "detect", manifest)
+
+    def exported(path: Path, backend: str):
+        from detection.runtime import ExportedYolo
+
+        try:
+            return ExportedYolo(path, backend)
+        except DetectorLoadError as exc:
+            raise WeightsError(str(exc)) from None
+
+    chosen = choose(det.backend, det.device, "detector", resolved, manifest, exported, lambda: None)
     try:
         tiling = TilingConfig(**config["tiling"])
         pixel_size = resolved.entry.pixel_size_um if resolved.entry is not None else None
         detector = WbcDetector(resolved.path, conf=det.conf, iou=det.iou, imgsz=det.imgsz, device=det.device,
                                max_det=det.max_det, tiling=tiling, pixel_size_um=pixel_size,
-                               trust=det.trust_weights)
+                               trust=det.trust_weights, net=chosen.model)
     except DetectorLoadError as exc:
         raise WeightsError(str(exc)) from exc
     except ValueError as exc:
@@ -66,6 +78,7 @@ def load_detector(config: Settings, manifest: Manifest):
     info = resolved.model_info("yolov8", detector.class_names, det.imgsz)
     if resolved.entry is not None:
         info.architecture = resolved.entry.architecture
+    info.backend = chosen.backend
     return detector, info
 
 
@@ -76,14 +89,26 @@ def load_classifier_weights(config: Settings, manifest: Manifest):
     cls_cfg = config.classifier
     check_device(cls_cfg.device)
     resolved = resolve_weights(cls_cfg.weights, "classify", manifest)
+
+    def exported(path: Path, backend: str):
+        from classification.runtime import ExportedClassifierNet
+
+        try:
+            return ExportedClassifierNet(path, backend)
+        except ClassifierLoadError as exc:
+            raise WeightsError(str(exc)) from None
+
+    chosen = choose(cls_cfg.backend, cls_cfg.device, "classifier", resolved, manifest, exported, lambda: None)
     try:
         classifier = BlastClassifier(resolved.path, device=cls_cfg.device, batch=cls_cfg.batch,
-                                     margin=cls_cfg.margin, blast_class=cls_cfg.blast_class)
+                                     margin=cls_cfg.margin, blast_class=cls_cfg.blast_class, net=chosen.model)
     except ClassifierLoadError as exc:
         raise WeightsError(str(exc)) from exc
     spec = classifier.spec
     check_class_names(resolved, spec.class_names)
-    return classifier, resolved.model_info(spec.architecture, spec.class_names, spec.input_size)
+    info = resolved.model_info(spec.architecture, spec.class_names, spec.input_size)
+    info.backend = chosen.backend
+    return classifier, info
 
 
 class SmearAnalyzer:
@@ -122,18 +147,19 @@ class SmearAnalyzer:
             "nested_ios": self.config.detector.nested_ios,
         }
 
-    def image_scale(self, image_rgb: np.ndarray, um_per_px: float | None = None) -> dict[str, Any]:
-        return self.ruler.measure(image_rgb, um_per_px)
+    def image_scale(self, image_rgb: np.ndarray, um_per_px: float | None = None, estimate=None) -> dict[str, Any]:
+        return self.ruler.measure(image_rgb, um_per_px, estimate)
 
     def new_case(self) -> None:
         """Forget the pixel sizes measured so far (they stand in for images of the same case without a ruler)."""
         self.ruler.new_case()
 
     def analyze_array(self, image_rgb: np.ndarray, image_path: str, sample_id: str | None = None,
-                      um_per_px: float | None = None) -> SmearResult:
+                      um_per_px: float | None = None, estimate=None) -> SmearResult:
+        """`estimate`: the image's red-cell estimate when it was computed ahead (iter_analyze)."""
         height, width = image_rgb.shape[:2]
         t0 = time.perf_counter()
-        scale = self.image_scale(image_rgb, um_per_px)
+        scale = self.image_scale(image_rgb, um_per_px, estimate)
         ts = time.perf_counter()
         detection = self.detector.detect(image_rgb, scale["um_per_px"])
         scale["resample"] = detection.resample
@@ -181,21 +207,44 @@ class SmearAnalyzer:
         comes, and stopping the loop (or `cancel` returning True between images) keeps what is done. A bad image
         becomes a result with `error` set; the loop goes on."""
         items = [i if isinstance(i, ImageInput) else ImageInput(Path(i)) for i in inputs]
-        for done, item in enumerate(items):
+        # the next image is decoded and its red cells measured while the models run on this one (app.prefetch)
+        for done, (item, ready) in enumerate(prepared_ahead(items, self._prepare)):
             if cancel is not None and cancel():
                 log.info("analysis cancelled after %d of %d images", done, len(items))
                 return
-            image = None
-            if item.error is not None:
-                result = SmearResult(image_path=str(item.path), sample_id=sample_id, error=item.error)
+            image, error, ahead_ms = ready
+            if item.error is not None or error is not None:
+                result = SmearResult(image_path=str(item.path), sample_id=sample_id, error=item.error or error)
             else:
-                try:
-                    result, image = self.load_and_analyze(item.path, sample_id)
-                except ImageLoadError as exc:
-                    result = SmearResult(image_path=str(item.path), sample_id=sample_id, error=str(exc))
+                result = self.analyze_array(image[0], str(item.path), sample_id, estimate=image[1])
+                # load: decoding; scale includes the red-cell estimate made ahead; total: this image's own work
+                # (in a folder run, load and the estimate overlap with the models of the image before)
+                timings = {"load": round(ahead_ms[0], 1), **result.timings_ms}
+                timings["scale"] = round(timings["scale"] + ahead_ms[1], 1)
+                timings["total"] = round(sum(timings.values()), 1)
+                result.timings_ms = timings
             if result.error:
                 log.info("%s: %s", item.path, result.error)
-            yield result, image
+            yield result, (image[0] if image is not None else None)
+
+    def _prepare(self, item: ImageInput):
+        """Runs in the prefetch thread: ((RGB image, red-cell estimate or None) or None, error, (load ms, estimate
+        ms)). Touches no model and no state of the analyzer (the ruler's case memory is used in analyze_array, in
+        input order)."""
+        if item.error is not None:
+            return None, None, (0.0, 0.0)
+        t0 = time.perf_counter()
+        try:
+            image = load_image(item.path, self.config.images.max_pixels, self.config.images.max_bytes)
+        except ImageLoadError as exc:
+            return None, str(exc), (0.0, 0.0)
+        t1 = time.perf_counter()
+        estimate = None
+        if self.ruler.needs_estimate():
+            from workbench.core.scale import estimate_rbc_scale
+
+            estimate = estimate_rbc_scale(image)
+        return (image, estimate), None, (1000 * (t1 - t0), 1000 * (time.perf_counter() - t1))
 
     def analyze(self, inputs: Iterable[ImageInput | Path | str], sample_id: str | None = None,
                 progress: ProgressCallback | None = None, cancel: CancelCheck | None = None) -> BatchResult:

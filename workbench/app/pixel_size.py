@@ -37,18 +37,24 @@ class PixelSizeRuler:
     def new_case(self) -> None:
         self.case_um_per_px = []
 
-    def measure(self, image_rgb: np.ndarray, um_per_px: float | None = None) -> dict[str, Any]:
+    def needs_estimate(self, um_per_px: float | None = None) -> bool:
+        """Whether measure() would run the red-cell estimate (which a folder run computes ahead, workbench.app.prefetch)."""
+        return um_per_px is None and self.settings.um_per_px is None and self.settings.estimate
+
+    def measure(self, image_rgb: np.ndarray, um_per_px: float | None = None, estimate=None) -> dict[str, Any]:
         """{um_per_px, source, ...the estimate's rbc_diameter_px, n_cells, spread, confident}: the call's
         `um_per_px`, else the setting, else the trusted red-cell estimate, else the case's, else a weak estimate,
-        else the fallback setting, else None (analysed at its own pixels)."""
+        else the fallback setting, else None (analysed at its own pixels). `estimate`: the image's
+        estimate_rbc_scale, when it was computed ahead."""
         given = um_per_px if um_per_px is not None else self.settings.um_per_px
         if given is not None:
             return {"um_per_px": float(given), "source": "setting"}
         if not self.settings.estimate:
             return {"um_per_px": None, "source": "none"}
-        from workbench.core.scale import estimate_rbc_scale
+        if estimate is None:
+            from workbench.core.scale import estimate_rbc_scale
 
-        estimate = estimate_rbc_scale(image_rgb)
+            estimate = estimate_rbc_scale(image_rgb)
         info = {"rbc_diameter_px": None if not np.isfinite(estimate.rbc_diameter_px)
                 else round(estimate.rbc_diameter_px, 2), "n_cells": estimate.n_cells,
                 "spread": None if not np.isfinite(estimate.spread) else round(estimate.spread, 3),

@@ -96,6 +96,7 @@ class ModelInfo:
     architecture: str
     class_names: list[str]
     input_size: int
+    backend: str = "torch"   # the runtime that ran it: torch, or openvino / onnxruntime on an export of these weights
 
 
 @dataclass

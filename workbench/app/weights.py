@@ -44,6 +44,28 @@ class WeightsEntry:
 
 
 @dataclass
+class ExportEntry:
+    """An exported copy of listed weights for another runtime (`workbench export`): matched to its parent weights by
+    the parent's sha256, so an export of other weights is never used for them. `path` (the .onnx file or the
+    `<name>_openvino_model/` folder) and the keys of `files` are relative to the manifest's folder."""
+
+    name: str
+    parent: str
+    parent_sha256: str
+    task: str                      # detect | classify
+    format: str                    # openvino | onnx
+    path: str
+    files: dict[str, str]          # every file of the export -> its sha256 (checked before loading)
+    input_size: int
+    dynamic_batch: bool = True
+    precision: str = "fp32"
+    max_deviation: dict[str, Any] = field(default_factory=dict)   # measured against PyTorch on real images
+    timing_ms: dict[str, Any] = field(default_factory=dict)       # measured at export, same images: torch vs this
+    exported_with: dict[str, str] = field(default_factory=dict)   # library versions
+    created: str = ""
+
+
+@dataclass
 class ResolvedWeights:
     """A weight file to load, with its manifest entry when it has one."""
 
@@ -66,9 +88,10 @@ def sha256_file(path: Path) -> str:
 
 
 class Manifest:
-    def __init__(self, path: Path, entries: list[WeightsEntry]) -> None:
+    def __init__(self, path: Path, entries: list[WeightsEntry], exports: list[ExportEntry] | None = None) -> None:
         self.path = Path(path)
         self.entries = entries
+        self.exports = list(exports or [])
 
     @property
     def folder(self) -> Path:
@@ -87,17 +110,21 @@ class Manifest:
         try:
             raw = yaml.safe_load(path.read_text()) or {}
             entries = [WeightsEntry(**e) for e in raw.get("weights", [])]
-        except (OSError, yaml.YAMLError, TypeError) as exc:
+            exports = [ExportEntry(**e) for e in raw.get("exports") or []]
+        except (OSError, yaml.YAMLError, TypeError, AttributeError) as exc:
             raise WeightsError(f"weights manifest {path} is invalid: {exc}") from exc
         for entry in entries:
             if entry.task not in TASKS:
                 raise WeightsError(f"weights manifest {path}: entry '{entry.name}' has unknown task '{entry.task}'")
-        return cls(path, entries)
+        return cls(path, entries, exports)
 
     def save(self) -> None:
         header = ("# Smear Workbench weights manifest: one entry per weight file in this folder. Loading checks sha256\n"
                   "# and class names. Metrics are measured (see README: Training / Evaluation), never estimated.\n")
-        body = yaml.safe_dump({"weights": [asdict(e) for e in self.entries]}, sort_keys=False, allow_unicode=True)
+        data: dict[str, Any] = {"weights": [asdict(e) for e in self.entries]}
+        if self.exports:
+            data["exports"] = [asdict(e) for e in self.exports]
+        body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
         write_atomic(self.path, header + body)
 
     def add(self, entry: WeightsEntry, make_default: bool = False) -> None:
@@ -126,6 +153,17 @@ class Manifest:
 
     def of_task(self, task: str) -> list[WeightsEntry]:
         return [e for e in self.entries if e.task == task]
+
+    def exports_of(self, sha256: str, task: str) -> list[ExportEntry]:
+        """The exports made from the weights with this sha256."""
+        return [e for e in self.exports if e.parent_sha256 == sha256 and e.task == task]
+
+    def add_export(self, export: ExportEntry) -> None:
+        """List `export`, replacing an export of the same parent weights and format."""
+        self.exports = [e for e in self.exports
+                        if not (e.parent_sha256 == export.parent_sha256 and e.format == export.format)
+                        and e.name != export.name]
+        self.exports.append(export)
 
 
 def resolve_weights(spec: str | Path | None, task: str, manifest: Manifest | None = None) -> ResolvedWeights:

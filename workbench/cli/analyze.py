@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from workbench.cli.args import EXIT_OK, EXIT_PARTIAL
+from workbench.cli.args import EXIT_OK, EXIT_PARTIAL, add_backend_arg
 from workbench.core.errors import WorkbenchError
 from workbench.core.text import printable
 
@@ -31,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="analyse large images in overlapping native-resolution tiles: auto (default) tiles images "
                         "with a side over 1.5 x imgsz")
     p.add_argument("--device", metavar="DEV", help="cpu (default), cuda, cuda:0 ...")
+    add_backend_arg(p)
     p.add_argument("--trust-weights", action="store_true",
                    help="load a detector file even if its pickle names code outside the model classes (only for "
                         "files you made yourself)")
@@ -53,6 +54,8 @@ def _analyze_overrides(args: argparse.Namespace) -> dict:
         overrides["classifier"]["weights"] = args.classifier
     if args.device is not None:
         overrides["classifier"]["device"] = args.device
+    if args.backend is not None:
+        overrides["detector"]["backend"] = overrides["classifier"]["backend"] = args.backend
     if args.tile is not None:
         overrides["tiling"]["mode"] = args.tile
     if args.max_pixels is not None:
@@ -101,5 +104,6 @@ def _run_analyze(args: argparse.Namespace) -> int:
     t = batch.totals
     ok_images = len(batch.images) - len(batch.failed)
     print(f"{ok_images} of {len(batch.images)} images analysed: {t.wbc} WBCs, {t.blast} blasts, {t.normal} normal "
-          f"({t.blast_pct:.1f}% blasts) -> {out}")
+          f"({t.blast_pct:.1f}% blasts) -> {out} [detector on {analyzer.detector_info.backend}, classifier on "
+          f"{analyzer.classifier_info.backend}]")
     return EXIT_PARTIAL if batch.failed or writer.png_errors else EXIT_OK

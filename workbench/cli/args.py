@@ -43,6 +43,15 @@ def configured_paths(args: argparse.Namespace):
 
     return load_config(getattr(args, "config", None)).paths
 
+
+BACKEND_HELP = ("where the models run: auto (default: the fastest export of the chosen weights made by `workbench "
+                "export`, else torch), torch, openvino or onnxruntime (an export of these weights; no fallback)")
+
+
+def add_backend_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=["auto", "torch", "openvino", "onnxruntime"], help=BACKEND_HELP)
+
+
 class WorkbenchParser(argparse.ArgumentParser):
     """argparse, but a usage error is one `error:` line (with where to get help) and exit code 2, like every other
     user error; sub-command parsers inherit it. Here, light, so the launcher's window path uses it too."""

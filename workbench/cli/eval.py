@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.core.text import printable
-from workbench.cli.args import add_config_arg, configured_paths, fraction, positive_int
+from workbench.cli.args import add_backend_arg, add_config_arg, configured_paths, fraction, positive_int
 
 EXIT_OK, EXIT_PARTIAL = 0, 1
 
@@ -43,6 +43,7 @@ def _common_out(p: argparse.ArgumentParser) -> None:
                    help="run folder to write (created if needed; default runs/eval/<YYYYmmdd-HHMMSS>-<kind>, or "
                         "under $SMEAR_EVAL_RUNS)")
     p.add_argument("--device", metavar="DEV", help="cpu (default), cuda, cuda:0 ...")
+    add_backend_arg(p)
     p.add_argument("--config", type=Path, metavar="YAML", help="settings file overriding workbench/cfg/default.yaml")
     p.add_argument("--trust-weights", action="store_true",
                    help="load a detector file even if its pickle names code outside the model classes")
@@ -133,7 +134,8 @@ def _add_list(ev: argparse._SubParsersAction) -> None:
                       description="List the saved eval runs (runs/eval, or $SMEAR_EVAL_RUNS, plus runs written "
                                   "elsewhere with --out), newest first, with their headline numbers.")
     p.add_argument("--root", type=Path, metavar="DIR", help="runs folder to list (default runs/eval)")
-    p.add_argument("--kind", choices=["detection", "classifier", "pipeline"], help="only runs of this kind")
+    p.add_argument("--kind", choices=["detection", "classifier", "pipeline", "comparison"],
+                   help="only runs of this kind")
     add_config_arg(p)
     p.set_defaults(func=_run_list)
 
@@ -152,6 +154,8 @@ def _config(args: argparse.Namespace, detector: dict[str, Any] | None = None,
         overrides["tiling"]["mode"] = args.tile
     if getattr(args, "trust_weights", False):
         overrides["detector"]["trust_weights"] = True
+    if getattr(args, "backend", None) is not None:
+        overrides["detector"]["backend"] = overrides["classifier"]["backend"] = args.backend
     return load_config(args.config, {k: v for k, v in overrides.items() if v})
 
 
@@ -267,6 +271,7 @@ HEADLINES = {
     "pipeline": (("WBC P", "wbc_precision"), ("WBC R", "wbc_recall"), ("blast P", "blast_precision"),
                  ("blast R", "blast_recall"), ("blast F1", "blast_f1"), ("MAE", "count_mae"),
                  ("img sens", "image_sensitivity"), ("img spec", "image_specificity")),
+    "comparison": (("runs", "runs"), ("reference", "reference"), ("best F1", "best_f1_run"), ("F1", "best_f1")),
 }
 
 

@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     from workbench.cli.analyze import register as register_analyze
     from workbench.cli.dataset import register as register_dataset
     from workbench.cli.eval import register as register_eval
+    from workbench.cli.export import register as register_export
+    from workbench.cli.bench import register as register_bench
     from workbench.cli.gui import register as register_gui
     from workbench.cli.report import register as register_report
     from workbench.cli.train import register as register_train
@@ -47,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     register_train(sub)
     register_eval(sub)
     register_report(sub)
+    register_export(sub)
+    register_bench(sub)
     return parser
 
 

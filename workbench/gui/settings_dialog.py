@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 SETTING_KEYS = {"detector": "detector.weights", "classifier": "classifier.weights", "det_conf": "detector.conf",
                 "det_iou": "detector.iou", "imgsz": "detector.imgsz", "max_det": "detector.max_det",
                 "tile_mode": "tiling.mode", "device": "detector.device", "classifier_batch": "classifier.batch",
-                "max_pixels": "images.max_pixels", "nested_ios": "detector.nested_ios"}
+                "max_pixels": "images.max_pixels", "backend": "detector.backend", "nested_ios": "detector.nested_ios"}
 
 
 @dataclass
@@ -48,6 +48,7 @@ class GuiSettings:
     device: str | None = None
     classifier_batch: int | None = None
     max_pixels: int | None = None
+    backend: str | None = None   # both models' (as the device): auto, torch, openvino, onnxruntime
     nested_ios: float | None = None   # nested duplicate boxes merged from this overlap (None: not merged)
 
     @classmethod
@@ -66,6 +67,7 @@ class GuiSettings:
             section, option = key.split(".")
             out.setdefault(section, {})[option] = getattr(self, name)
         out["classifier"]["device"] = self.device
+        out["classifier"]["backend"] = self.backend
         return out
 
     def to_config(self) -> Settings:
@@ -257,6 +259,12 @@ class SettingsDialog(QDialog):
         form.addRow("Max cells per tile", self.max_det)
         form.addRow("Tiling of large images", self.tile)
         form.addRow("Device", self.device)
+        self.backend = QComboBox()
+        self.backend.addItems(["auto", "torch", "openvino", "onnxruntime"])
+        self.backend.setCurrentText(settings.backend)
+        self.backend.setToolTip("Where the models run: auto = the fastest export of the chosen weights (workbench "
+                                "export), else torch; openvino / onnxruntime need an export of these weights")
+        form.addRow("Backend", self.backend)
         self.message = QLabel(self.error)
         self.message.setWordWrap(True)
         self.message.setStyleSheet("color: #c62828;")
@@ -277,7 +285,8 @@ class SettingsDialog(QDialog):
                            det_conf=self.conf.value(), det_iou=self.iou.value(), imgsz=self.imgsz.value(),
                            max_det=self.max_det.value(), tile_mode=self.tile.currentText(),
                            device=self.device.currentText().strip() or "cpu",
-                           classifier_batch=self.settings.classifier_batch, max_pixels=self.settings.max_pixels)
+                           classifier_batch=self.settings.classifier_batch, max_pixels=self.settings.max_pixels,
+                           backend=self.backend.currentText())
 
     def _restore_defaults(self) -> None:
         d = GuiSettings.defaults()
@@ -289,6 +298,7 @@ class SettingsDialog(QDialog):
         self.max_det.setValue(d.max_det)
         self.tile.setCurrentText(d.tile_mode)
         self.device.setCurrentText(d.device)
+        self.backend.setCurrentText(d.backend)
 
     def accept(self) -> None:
         values = self.values()
