@@ -275,18 +275,21 @@ class _Story:
                                    "reviewed by a person.", "small"))
 
     def _gallery(self) -> None:
+        from reportlab.platypus import KeepTogether
+
         blasts = [(r, c) for r in self.images if r.ok for c in r.cells if c.label == "blast" and not c.waiting]
         blasts.sort(key=lambda rc: -rc[1].p_blast)
         shown = blasts[: self.options.max_gallery]
-        self.flow.append(self.para("Blast cells", "Heading2"))
+        heading = [self.para("Blast cells", "Heading2")]          # kept with the first row of cells
         if not shown:
-            self.flow.append(self.para("No blast cells.", "small"))
+            self.flow += heading + [self.para("No blast cells.", "small")]
             return
         items, note = _gallery_cells(shown, self.options.gradcam, self.written)
-        self.flow.append(self.para(_esc(f"{len(shown)} of {len(blasts)} blast cells (most certain first); each "
-                                        f"cell beside its Grad-CAM for the blast class. {note}"), "small"))
+        caption = self.para(_esc(f"{len(shown)} of {len(blasts)} blast cells (most certain first); each cell beside "
+                                 f"its Grad-CAM for the blast class. {note}"), "small")
         for start in range(0, len(items), 16):
-            self.flow.append(self.image(figures.gallery(items[start:start + 16]), self.width))
+            picture = self.image(figures.gallery(items[start:start + 16]), self.width)
+            self.flow.append(KeepTogether(heading + [caption, picture]) if start == 0 else picture)
 
     def _sign_off(self) -> None:
         w = self.written

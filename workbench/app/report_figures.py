@@ -25,14 +25,18 @@ def cell_colour(cell: CellDetection) -> str:
     return WAITING_COLOUR if cell.waiting else COLOURS.get(cell.label, OTHER_COLOUR)
 
 
-def _png(fig) -> bytes:
+def _encoded(fig, photo: bool = False) -> bytes:
+    """PNG bytes; JPEG for photographs (a smear thumbnail as PNG is ten times larger, no sharper)."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight", dpi=150)
+    if photo:
+        fig.savefig(buffer, format="jpg", dpi=150, pil_kwargs={"quality": 88})
+    else:
+        fig.savefig(buffer, format="png", bbox_inches="tight", dpi=150)
     return buffer.getvalue()
 
 
 def thumbnail(result: SmearResult, image: np.ndarray | None) -> bytes:
-    """The image (downscaled) with its cells' boxes after review: red blast, green non-blast, amber unidentified
+    """JPEG: the image (downscaled) with its cells' boxes after review: red blast, green non-blast, amber unidentified
     (waiting), blue other labels; dashed boxes were reviewed by a person."""
     from matplotlib.patches import Rectangle
 
@@ -52,7 +56,7 @@ def thumbnail(result: SmearResult, image: np.ndarray | None) -> bytes:
     ax.set_xlim(0, width)
     ax.set_ylim(height, 0)
     ax.axis("off")
-    return _png(fig)
+    return _encoded(fig, photo=True)
 
 
 @dataclass
@@ -81,7 +85,7 @@ def gallery(cells: Sequence[GalleryCell], columns: int = 4) -> bytes:
         tick = " ✓" if item.cell.reviewed else ""
         ax.set_title(f"{item.image_name} #{item.cell.cell_id}{tick}\np(blast) {item.cell.p_blast:.2f}", fontsize=6.5)
     fig.subplots_adjust(wspace=0.08, hspace=0.45)
-    return _png(fig)
+    return _encoded(fig)
 
 
 def load_rgb(path: str | Path) -> np.ndarray | None:

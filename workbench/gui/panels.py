@@ -306,17 +306,26 @@ class CountsPanel(QWidget):
 
     ROWS = ["WBC", "Blasts", "Normal", "Unidentified", "Blast %"]
     ROW_TITLES = ["White cells", "Blasts", "Non-blasts", "Unidentified", "Blast %"]
-    COLUMNS = ["Image\nreviewed", "Session\nreviewed", "Image\nanalysed", "Session\nanalysed"]
+    COLUMNS = ["Image", "Session", "Image", "Session"]
+    GROUPS = ("after review", "as analysed")        # a first row spans each pair of columns
 
     def __init__(self, model: SessionModel, parent=None) -> None:
         super().__init__(parent)
         self.model = model
-        self.table = QTableWidget(len(self.ROWS), len(self.COLUMNS))
+        self.table = QTableWidget(1 + len(self.ROWS), len(self.COLUMNS))
         self.table.setHorizontalHeaderLabels(self.COLUMNS)
-        self.table.setVerticalHeaderLabels(self.ROW_TITLES)
-        self.table.horizontalHeaderItem(0).setToolTip("After review: each cell by its label now; unidentified cells "
-                                                      "wait until a person reviews them")
-        self.table.horizontalHeaderItem(2).setToolTip("As the pipeline said (boxes drawn by hand left out)")
+        self.table.setVerticalHeaderLabels([""] + self.ROW_TITLES)
+        tips = ("After review: each cell by its label now; unidentified cells wait until a person reviews them",
+                "As the pipeline said (boxes drawn by hand left out)")
+        for n, (group, tip) in enumerate(zip(self.GROUPS, tips)):
+            self.table.setSpan(0, 2 * n, 1, 2)
+            item = QTableWidgetItem(group)
+            item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+            item.setToolTip(tip)
+            font = item.font()
+            font.setItalic(True)
+            item.setFont(font)
+            self.table.setItem(0, 2 * n, item)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -324,11 +333,15 @@ class CountsPanel(QWidget):
         self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.table.setWordWrap(False)                    # four narrow columns: one line per number, never two
+        font = self.table.font()
+        font.setPixelSize(11)
+        self.table.setFont(font)
         for row in range(len(self.ROWS)):
             for column in range(len(self.COLUMNS)):
                 item = QTableWidgetItem("–")
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                self.table.setItem(row, column, item)
+                self.table.setItem(1 + row, column, item)
         self.caption = QLabel("")
         self.caption.setWordWrap(True)
         layout = QVBoxLayout(self)
@@ -355,7 +368,7 @@ class CountsPanel(QWidget):
 
     def value(self, row: str, column: int) -> str:
         """The text of a row (a ROWS key) in column 0 image / 1 session (after review), 2 / 3 (as analysed)."""
-        return self.table.item(self.ROWS.index(row), column).text()
+        return self.table.item(1 + self.ROWS.index(row), column).text()
 
     def refresh(self) -> None:
         threshold = self.model.threshold
@@ -372,9 +385,9 @@ class CountsPanel(QWidget):
             values = (["–"] * len(self.ROWS) if counts is None else
                       [str(counts.wbc), str(counts.blast), str(counts.normal), str(counts.unidentified),
                        _fmt_pct(counts.blast_pct)])
-            for row, text in enumerate(values):
+            for row, text in enumerate(values, start=1):
                 self.table.item(row, column).setText(text)
-            for row, key, colour in ((1, "blast", label_colour("blast")), (3, "unidentified", QColor(200, 110, 0))):
+            for row, key, colour in ((2, "blast", label_colour("blast")), (4, "unidentified", QColor(200, 110, 0))):
                 wanted = colour if counts and getattr(counts, key) else self.palette().text().color()
                 self.table.item(row, column).setForeground(wanted)
         analysed = self.model.n_analysed
