@@ -310,3 +310,23 @@ def test_report_from_the_window(qtbot, session, tmp_path):
     text = "\n".join(p.extract_text() for p in PdfReader(str(out)).pages)
     assert "Dr Signer" in text and "S-1" in text and "dr-test" in text
     assert (out.parent / "session.results.json").is_file()
+
+
+def test_unidentified_cells_look_the_same_in_the_window_and_the_pngs():
+    import numpy as np
+
+    from workbench.app.render import UNIDENTIFIED_BGR, render_result
+    from workbench.gui.style import UNIDENTIFIED_RGB, cell_colour
+    from workbench.gui.viewer import cell_text
+
+    assert UNIDENTIFIED_RGB == tuple(reversed(UNIDENTIFIED_BGR))
+    waiting = cell(0, "blast", 0.6, True)
+    assert cell_colour(waiting).getRgb()[:3] == UNIDENTIFIED_RGB and cell_text(waiting).startswith("? blast")
+    from workbench.app.cell_review import reviewed_cell
+
+    assert cell_text(reviewed_cell(waiting)).endswith("✓") and cell_colour(reviewed_cell(waiting)).getRgb()[:3] != \
+        UNIDENTIFIED_RGB
+    result = SmearResult(image_path="x.png", width=400, height=300, cells=[waiting])
+    result.recount()
+    canvas = render_result(np.full((300, 400, 3), 255, np.uint8), result)
+    assert tuple(canvas[105, 60]) == UNIDENTIFIED_RGB            # the box's left edge, drawn amber (RGB out)

@@ -12,6 +12,7 @@ from workbench.app.results import SmearResult, write_atomic
 # BGR, as OpenCV draws. Red for blasts (what a technician must not miss), green for normal cells.
 LABEL_COLOURS_BGR = {"blast": (40, 40, 230), "normal": (60, 170, 40)}
 OTHER_COLOUR_BGR = (200, 120, 0)
+UNIDENTIFIED_BGR = (0, 140, 235)    # amber: in the classifier's unidentified band, waiting for review
 
 
 def _text_with_background(canvas: np.ndarray, text: str, org: tuple[int, int], scale: float, thickness: int,
@@ -33,13 +34,14 @@ def render_result(image_rgb: np.ndarray, result: SmearResult, font_scale: float 
     thickness = max(1, int(round(2 * size_factor)))
     text_thickness = max(1, int(round(scale * 1.6)))
     for cell in result.cells:
-        colour = LABEL_COLOURS_BGR.get(cell.label, OTHER_COLOUR_BGR)
+        colour = UNIDENTIFIED_BGR if cell.waiting else LABEL_COLOURS_BGR.get(cell.label, OTHER_COLOUR_BGR)
         x1, y1, x2, y2 = (int(round(v)) for v in cell.xyxy)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
-        _text_with_background(canvas, f"{cell.label} {cell.label_conf:.2f}", (x1, y1 - thickness), scale,
-                              text_thickness, colour)
+        text = f"? {cell.label} {cell.label_conf:.2f}" if cell.waiting else f"{cell.label} {cell.label_conf:.2f}"
+        _text_with_background(canvas, text, (x1, y1 - thickness), scale, text_thickness, colour)
     c = result.counts
-    summary = f"WBC {c.wbc}  blasts {c.blast}  normal {c.normal}  ({c.blast_pct:.1f}% blasts)"
+    waiting = f"  unidentified {c.unidentified}" if c.unidentified else ""
+    summary = f"WBC {c.wbc}  blasts {c.blast}  normal {c.normal}{waiting}  ({c.blast_pct:.1f}% blasts)"
     _text_with_background(canvas, summary, (4, 4), scale * 1.1, text_thickness, (40, 40, 40))
     return canvas[:, :, ::-1]
 

@@ -17,7 +17,7 @@ CLASS_MAP: dict[str, tuple[str, tuple[int, int, int]]] = {
 }
 OTHER_RGB = (0, 120, 200)
 SELECTION_RGB = (255, 210, 0)
-UNIDENTIFIED_RGB = (235, 140, 0)     # cells in the classifier's unidentified band, waiting for review
+UNIDENTIFIED_RGB = (235, 140, 0)     # cells in the classifier's unidentified band, waiting for review (render's too)
 
 
 def label_rgb(label: str) -> tuple[int, int, int]:
