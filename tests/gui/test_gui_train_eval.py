@@ -13,7 +13,7 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QPoint, QPointF, Qt  # noqa: E402
 from PySide6.QtGui import QWheelEvent  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
+from PySide6.QtWidgets import QApplication, QDockWidget  # noqa: E402
 
 from workbench.app.weights import Manifest  # noqa: E402
 
@@ -83,6 +83,7 @@ def test_10_eval_tab_headers_are_whole_and_plots_keep_their_size(qtbot, window, 
     qtbot.waitUntil(lambda: view.run_list.count() == 3, timeout=5000)
     view.select_run(0)
     qtbot.wait(50)
+    assert not any(dock.isVisible() for dock in window.findChildren(QDockWidget))   # the tab gets the window
     header = view.class_table.horizontalHeader()
     metrics = header.fontMetrics()
     for column in range(view.class_table.columnCount()):

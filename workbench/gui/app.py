@@ -40,11 +40,11 @@ def _weights_line(settings) -> tuple[str, bool]:
     return "; ".join(parts), ok
 
 
-HEAVY_MODULES = ("torch", "ultralytics", "cv2", "torchvision", "workbench.app.pipeline")
+HEAVY_MODULES = ("torch", "ultralytics", "cv2", "torchvision", "workbench.app.pipeline", "numpy")
 
 
 def model_modules() -> str:
-    """The model libraries loaded in this process (the window must start without them): '-' for none."""
+    """The model and array libraries loaded in this process (the window starts without them): '-' for none."""
     return ",".join(m for m in HEAVY_MODULES if m in sys.modules) or "-"
 
 
@@ -85,7 +85,7 @@ def _exit_when_shown(app: QApplication, window, timeout_s: float, image: bool = 
         app.exit(1)
 
     def window_shown() -> None:
-        print(f"shown: window {window.width()}x{window.height()}; model modules loaded: {model_modules()}",
+        print(f"shown: window {window.width()}x{window.height()}; heavy modules loaded: {model_modules()}",
               flush=True)
         app.exit(0)
 

@@ -7,9 +7,8 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import numpy as np
 from PySide6.QtCore import QThreadPool, Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
@@ -17,6 +16,9 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QVBox
 from workbench.app.session import ImageRecord
 from workbench.gui.style import CLASS_MAP, label_name
 from workbench.gui.workers import Worker, describe_error
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _loaded: dict[str, object] = {}        # weights path -> BlastClassifier (its own network: not the analysis's)
 _lock = threading.Lock()
@@ -58,6 +60,8 @@ def compute_cam(config, record_path: str, box: tuple, um_per_px: float | None, c
 
 
 def to_pixmap(rgb: np.ndarray, side: int = SIDE) -> QPixmap:
+    import numpy as np      # here, not at the top: the window starts without numpy (bench/gui_startup_bench.py)
+
     rgb = np.ascontiguousarray(rgb)
     image = QImage(rgb.data, rgb.shape[1], rgb.shape[0], 3 * rgb.shape[1], QImage.Format.Format_RGB888).copy()
     return QPixmap.fromImage(image).scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio,

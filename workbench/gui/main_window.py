@@ -182,8 +182,9 @@ class MainWindow(QMainWindow):
                                                           Qt.Orientation.Horizontal))
 
     def _on_tab_changed(self, index: int) -> None:
-        """The evaluation view gets the whole window: the review docks hide while it is shown."""
-        docks = (self.images_dock, self.cells_dock)
+        """The evaluation view gets the whole window: the review docks (all of them: images, cells, the session
+        gallery) hide while it is shown, so its plots have the room to be read at their natural size."""
+        docks = self.findChildren(QDockWidget)
         if self.tabs.widget(index) is self.eval_view:
             self._dock_visibility = {dock: dock.isVisible() for dock in docks}
             for dock in docks:
