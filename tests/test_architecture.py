@@ -80,3 +80,12 @@ def test_tests_mirror_the_packages():
     assert top == ["test_architecture.py"], top
     assert {p.name for p in (REPO / "tests").iterdir() if p.is_dir() and not p.name.startswith((".", "__"))} \
         == {"app", "builders", "classification", "cli", "core", "detection", "fuzz", "gui"}
+
+
+def test_test_files_have_unique_names():
+    """pytest's default (prepend) import mode imports test modules by basename: two
+    tests/<floor>/test_x.py files stop collection in a fresh clone."""
+    from collections import Counter
+
+    counts = Counter(p.name for p in (REPO / "tests").rglob("test_*.py"))
+    assert [name for name, n in counts.items() if n > 1] == []
