@@ -77,6 +77,7 @@ def gui_settings(tiny_detector, tiny_classifier):
     settings.detector, settings.classifier = str(tiny_detector), str(tiny_classifier)
     # up to 40 boxes: the tiny detector's top 15 all have the same confidence, 40 gives two levels to filter
     settings.det_conf, settings.max_det, settings.classifier_batch = 0.0001, 40, 16
+    settings.nested_ios = None      # the untrained detector's boxes nest; merging is tested on real data (issue 17)
     return settings
 
 
@@ -86,7 +87,6 @@ def eval_root(tmp_path) -> Path:
     make_eval_run(root, "20261124-100000-detection", "detection", "2026-11-24T10:00:00+00:00")
     make_eval_run(root, "20261124-110000-classifier", "classifier", "2026-11-24T11:00:00+00:00")
     return root
-    settings.nested_ios = None      # the untrained detector's boxes nest; merging is tested on real data (issue 17)
 
 
 @pytest.fixture()
