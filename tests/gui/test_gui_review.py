@@ -176,6 +176,46 @@ def test_reclassify_from_the_viewer_in_view_and_edit_mode(qtbot, session):
     assert counts(win)["Blasts"] == "1"
 
 
+@pytest.mark.parametrize("mode", ["view", "edit"])
+@pytest.mark.parametrize("source", ["gallery", "viewer"])
+def test_one_key_in_every_mode_one_step_one_audit_row_undo_restores(qtbot, session, source, mode):
+    """The acceptance item, each (source, mode) on its own: one key press changes the counts at once, pushes one
+    undo step and writes exactly one audit row; undo restores the counts and the cell (and is audited itself)."""
+    win = session
+    record = win.model.records[0]
+    win.set_edit_mode(mode == "edit")
+    assert win.editor.enabled == (mode == "edit")
+    shown, analysed = counts(win), counts(win, 2)
+    stack = win.editor.undo_stack
+    n_undo = stack.count()
+    if source == "gallery":
+        target = select_in_gallery(win, "non-blast", 3)
+        assert win.review_tools.gallery.selected() == [(record, 3)]
+    else:
+        win.select_cell(3)
+        if mode == "edit":
+            win.editor.set_selection([3])
+        target = win.view
+        target.setFocus()
+        assert win.review_tools.reviewer.viewer_targets() == [(record, 3)]
+    qtbot.keyClick(target, Qt.Key.Key_1)                                   # cell 3 (normal 0.30) is a blast
+    cell3 = next(c for c in record.result.cells if c.cell_id == 3)
+    assert (cell3.label, cell3.reviewed, cell3.p_blast, cell3.analysed_label) == ("blast", True, 0.3, "normal")
+    assert counts(win) == {"WBC": "5", "Blasts": "2", "Normal": "1", "Unidentified": "2", "Blast %": "66.7 %"}
+    assert counts(win, 2) == analysed
+    assert stack.count() == n_undo + 1 and stack.index() == n_undo + 1
+    rows = [r for r in win.project.audit() if r.action in ("reclassify", "confirm", "undo reclassify")]
+    assert len(rows) == 1 and rows[0].action == "reclassify" and rows[0].cell_id == 3
+    assert (rows[0].before["label"], rows[0].after["label"], rows[0].after["reviewed"]) == ("normal", "blast", True)
+    win.act_undo.trigger()
+    cell3 = next(c for c in record.result.cells if c.cell_id == 3)
+    assert (cell3.label, cell3.reviewed) == ("normal", False)
+    assert counts(win) == shown and counts(win, 2) == analysed
+    assert stack.index() == n_undo
+    assert [r.cell_id for r in audit(win, "reclassify")] == [3] and [r.cell_id for r in audit(win, "undo reclassify")] \
+        == [3]
+
+
 def test_unidentified_cells_wait_until_reviewed(qtbot, session):
     win = session
     assert counts(win)["Unidentified"] == "2" and counts(win, 1)["Unidentified"] == "2"
