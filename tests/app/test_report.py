@@ -122,3 +122,35 @@ def test_report_of_a_real_smear_parsed_back(analysed, tmp_path, capsys):
     assert main(args + ["--no-gradcam"]) == 0
     assert (tmp_path / "reports" / "report.v3.pdf").is_file()
     assert hashlib.sha256(signed.read_bytes()).hexdigest() == signed_sha
+
+
+def test_report_of_a_reviewed_case_alone(analysed, tmp_path):
+    """The window's case (project.sqlite, each image's analysis saved with it) is a whole source: the report names
+    the sample, the models' sha256 and the merged boxes from the saved analysis, and counts the person's review."""
+    from workbench.app.annotation.case_store import CaseStore, ImageFields
+    from workbench.app.cell_review import reviewed_cell
+    from workbench.app.results import CellCounts
+    from workbench.cli.main import main
+
+    _, batch = analysed
+    result = batch.images[0]
+    cells = [reviewed_cell(cell) if cell.waiting else cell for cell in result.cells]     # every waiting cell confirmed
+    folder = tmp_path / "case"
+    folder.mkdir()
+    with CaseStore(folder / "project.sqlite", operator="tech-b") as store:
+        [image_id] = store.add_images([result.image_path])
+        store.save_image(image_id, ImageFields("edited", True, result.sample_id, "", None, None, None),
+                         analysis=result, labels=cells)
+    out = tmp_path / "case-report.pdf"
+    args = ["report", str(folder), "--out", str(out), "--operator", "tech-b", "--sign", "Dr B. Reviewer",
+            "--no-gradcam", "--max-gallery", "4"]
+    assert main(args) == 0
+    text = pdf_text(out)
+    flat = text.replace("\n", " ")
+    for expected in ("ALL-IDB1-008", result.detector.sha256, result.classifier.sha256, "Dr B. Reviewer",
+                     f"merged by the pipeline: {len(result.merged_duplicates)}"):
+        assert expected in flat, expected
+    assert "not recorded" not in flat and len(result.merged_duplicates) >= 1
+    before, after = CellCounts.as_analysed(result.cells), CellCounts.of(cells)
+    assert count_row(text, "Blasts") == (str(before.blast), str(after.blast))
+    assert count_row(text, "Unidentified (waiting)") == (str(before.unidentified), "0")

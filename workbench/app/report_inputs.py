@@ -5,7 +5,8 @@ the results.json itself) and/or an annotation project (a folder with `project.sq
 (models, settings, scores), the project the review (its boxes carry the reviewed labels, audited). When a folder
 holds both, each image the project knows takes its cells from the project. The report names the sha256 of the
 results it was made from: the results.json file's bytes, or (when a project's review was merged in) the bytes of
-the merged results written beside the report as `<report>.results.json`.
+the merged results written beside the report as `<report>.results.json`. A case (the window's project, which keeps
+each image's analysis too) is a whole source by itself.
 
 A report is never edited: writing to a path that exists writes `<stem>.v2<suffix>`, `.v3`, ... instead, and a
 signed report is made read-only.
@@ -16,7 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from contextlib import closing
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from workbench.app.annotation.store import PROJECT_FILE
@@ -76,9 +78,11 @@ def load_source(path: Path | str) -> ReportSource:
 
 def merge_project(batch: BatchResult, folder: Path) -> BatchResult:
     """`batch` with every image the project knows taking the project's cells and review (images only in the
-    project are added, without analysis details)."""
+    project are added, without analysis details; a case's images with the analysis the case saved)."""
     from workbench.app.annotation.store import ProjectStore
 
+    if _is_case(Path(folder) / PROJECT_FILE):
+        return merge_case(batch, folder)
     with ProjectStore(Path(folder) / PROJECT_FILE) as store:
         by_path = {Path(r.image_path).resolve(): r for r in batch.images}
         for entry in store.images():
@@ -91,6 +95,44 @@ def merge_project(batch: BatchResult, folder: Path) -> BatchResult:
                 result.recount()
             if entry.status == "reviewed":
                 result.reviewed_by, result.reviewed_at = entry.reviewed_by, entry.reviewed_at
+    return batch
+
+
+def _is_case(path: Path) -> bool:
+    """Whether the project file is a case (workbench.app.annotation.case_store), read without writing to it."""
+    import sqlite3
+
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            return db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='case_images'").fetchone() \
+                is not None
+    except sqlite3.Error:
+        return False            # (ProjectStore then says what is wrong with the file)
+
+
+def merge_case(batch: BatchResult, folder: Path) -> BatchResult:
+    """A case (what the window saves as a technician works): each image with the analysis the case saved (models,
+    settings, merged boxes: what a report names) unless the run gives one, its sample ID, note and review; its
+    cells are the person's boxes once the image was edited or reviewed, else the analysis' own."""
+    from workbench.app.annotation.case_store import CaseStore
+
+    with CaseStore(Path(folder) / PROJECT_FILE) as store:
+        by_path = {Path(r.image_path).resolve(): r for r in batch.images}
+        for image in store.load():
+            result = by_path.get(image.path.resolve())
+            if result is None:
+                result = (replace(image.analysis, image_path=str(image.path)) if image.analysis is not None else
+                          SmearResult(image_path=str(image.path), width=image.width, height=image.height,
+                                      error=image.error))
+                batch.images.append(result)
+            result.sample_id = image.sample_id or result.sample_id
+            result.note = image.note or result.note
+            if result.ok and image.edited:
+                result.cells = list(image.labels)
+            if result.ok:
+                result.recount()
+            if image.state == "reviewed":
+                result.reviewed_by, result.reviewed_at = image.reviewed_by, image.reviewed_at
     return batch
 
 
