@@ -287,8 +287,12 @@ class _Story:
         items, note = _gallery_cells(shown, self.options.gradcam, self.written)
         caption = self.para(_esc(f"{len(shown)} of {len(blasts)} blast cells (most certain first); each cell beside "
                                  f"its Grad-CAM for the blast class. {note}"), "small")
+        columns = 4
         for start in range(0, len(items), 16):
-            picture = self.image(figures.gallery(items[start:start + 16]), self.width)
+            chunk = items[start:start + 16]
+            # (the figure is cut tight: a last page with fewer cells than a row is drawn narrower, same cell size)
+            picture = self.image(figures.gallery(chunk, columns), self.width * min(len(chunk), columns) / columns)
+            picture.hAlign = "LEFT"                                # (in the grid's columns, as the rows above)
             self.flow.append(KeepTogether(heading + [caption, picture]) if start == 0 else picture)
 
     def _sign_off(self) -> None:
@@ -297,8 +301,11 @@ class _Story:
                 ["Signed by", w.signed_by or "NOT SIGNED (draft)"],
                 ["Signed at (UTC)", w.signed_at or "-"],
                 ["Results sha256", w.results_sha256]]
-        self.flow += [self.para("Reviewer sign-off", "Heading2"),
-                      self.table(rows, [0.25 * self.width, 0.75 * self.width]), self._disclaimer()]
+        from reportlab.platypus import KeepTogether
+
+        # one block: a sign-off split over two pages would leave the signature apart from what it signs off
+        self.flow.append(KeepTogether([self.para("Reviewer sign-off", "Heading2"),
+                                       self.table(rows, [0.25 * self.width, 0.75 * self.width]), self._disclaimer()]))
 
 
 def _gallery_cells(shown, gradcam: bool, written: WrittenReport) -> tuple[list, str]:
