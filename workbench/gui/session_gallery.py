@@ -27,6 +27,9 @@ from workbench.gui.style import cell_colour
 from workbench.gui.workers import Worker
 
 MIME = "application/x-smear-workbench-cells"
+_SELECTED = QStyle.StateFlag.State_Selected          # (enum look-ups cost in a paint run per crop and frame)
+_CENTRE = Qt.AlignmentFlag.AlignCenter
+_PLACEHOLDER = QColor(60, 60, 66)
 EntryRole = Qt.ItemDataRole.UserRole + 1
 CROP_PX = 64                  # crops are cut at this size (RGB888, ~12 kB each)
 CACHE_CROPS = 8000            # at most this many crops are kept (about 100 MB)
@@ -109,11 +112,14 @@ class CropCache(QObject):
 
     def request(self, record: ImageRecord) -> None:
         path = str(record.path)
+        if path in self.pending:                 # asked again (painted again): only newer now
+            self.pending.move_to_end(path)
+            return
         if path in self.running or path in self.failed or record.result is None:
             return
         self.pending[path] = [tuple(c.xyxy) for c in record.result.cells]
-        self.pending.move_to_end(path)
-        self._timer.start()
+        if not self._timer.isActive():
+            self._timer.start()
 
     def _start(self) -> None:
         while self.pending and len(self.running) < self.max_running:
@@ -224,35 +230,42 @@ class CellDelegate(QStyledItemDelegate):
         self.cache = cache
         self.font = QFont()
         self.font.setPixelSize(10)
+        self._pens: dict[tuple, QPen] = {}
 
     def sizeHint(self, option, index) -> QSize:
         return QSize(CROP_PX + 8, CROP_PX + 20)
+
+    def _pen(self, cell) -> QPen:
+        """The frame pen of a cell's state (made once per colour: paint runs for every visible crop per frame)."""
+        key = (cell.label, cell.waiting)
+        pen = self._pens.get(key)
+        if pen is None:
+            pen = self._pens[key] = QPen(cell_colour(cell), 2.0)
+        return pen
 
     def paint(self, painter: QPainter, option, index: QModelIndex) -> None:
         entry: CellEntry = index.data(EntryRole)
         if entry is None:
             return
         rect = option.rect
-        if option.state & QStyle.StateFlag.State_Selected:
+        x, y = rect.x(), rect.y()
+        selected = bool(option.state & _SELECTED)
+        if selected:
             painter.fillRect(rect, option.palette.highlight())
         cell = entry.cell
-        frame = QRect(rect.x() + 3, rect.y() + 3, CROP_PX + 2, CROP_PX + 2)
+        frame = QRect(x + 3, y + 3, CROP_PX + 2, CROP_PX + 2)
         crop = self.cache.get(entry.crop_key)
         if crop is None:
-            painter.fillRect(frame, QColor(60, 60, 66))
+            painter.fillRect(frame, _PLACEHOLDER)
             self.cache.request(entry.record)
         else:
-            painter.drawImage(frame.x() + 1 + (CROP_PX - crop.width()) // 2,
-                              frame.y() + 1 + (CROP_PX - crop.height()) // 2, crop)
-        pen = QPen(cell_colour(cell), 2.0)
-        painter.setPen(pen)
+            painter.drawImage(x + 4 + (CROP_PX - crop.width()) // 2, y + 4 + (CROP_PX - crop.height()) // 2, crop)
+        painter.setPen(self._pen(cell))
         painter.drawRect(frame)
         painter.setFont(self.font)
-        painter.setPen(option.palette.highlightedText().color() if option.state & QStyle.StateFlag.State_Selected
-                       else option.palette.text().color())
+        painter.setPen(option.palette.highlightedText().color() if selected else option.palette.text().color())
         mark = " ✓" if cell.reviewed else " ?" if cell.waiting else ""
-        painter.drawText(QRect(rect.x(), frame.bottom() + 1, rect.width(), 14), Qt.AlignmentFlag.AlignCenter,
-                         f"{cell.p_blast:.2f}{mark}")
+        painter.drawText(QRect(x, y + CROP_PX + 6, rect.width(), 14), _CENTRE, f"{cell.p_blast:.2f}{mark}")
 
 
 class GroupView(QListView):
