@@ -26,7 +26,7 @@ def reference(shipped):
     the network input, its logits and the probabilities (computed once: B3 on PyTorch is the slow part)."""
     from classification.predictor import BlastClassifier
     from classification.runtime import logits_of
-    from conftest import ALLIDB2, need
+    from tests.conftest import ALLIDB2, need
     from workbench.core.crops import crop_cell, to_tensor_batch
     from workbench.core.images import load_image
 

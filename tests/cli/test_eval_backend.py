@@ -46,7 +46,7 @@ def test_eval_detection_numbers_do_not_depend_on_the_backend(capsys, settings, b
 
 
 def test_eval_classifier_numbers_do_not_depend_on_the_backend(capsys, settings, tmp_path):
-    from conftest import ALLIDB2, need
+    from tests.conftest import ALLIDB2, need
 
     crops = tmp_path / "crops"
     files = sorted(need(ALLIDB2 / "img").glob("*.tif"))
