@@ -43,7 +43,8 @@ def test_console_script_analyze_writes_three_outputs(tmp_path, bccd_image, tiny_
     assert image["scale"]["source"] in ("estimate", "weak_estimate", "detector_rbc", "none")
     assert set(image) >= {"image_path", "width", "height", "cells", "counts", "detector", "classifier", "timings_ms"}
     assert set(image["counts"]) == {"wbc", "blast", "normal", "blast_pct", "unidentified"}
-    assert set(image["cells"][0]) == {"cell_id", "xyxy", "det_conf", "label", "label_conf", "p_blast"}
+    assert set(image["cells"][0]) == {"cell_id", "xyxy", "det_conf", "label", "label_conf", "p_blast",
+                                      "reviewed", "analysed_label", "unidentified"}   # schema 3: review state
     rows = (out / "cells.csv").read_text().splitlines()
     assert rows[0].split(",") == CELL_CSV_COLUMNS and len(rows) == 1 + image["counts"]["wbc"]
     png = cv2.imread(str(out / "BloodImage_00000.annotated.png"))
