@@ -196,3 +196,45 @@ def test_a_change_that_cannot_be_saved_is_reported_and_kept(images, tmp_path):
         blocker.close()
     assert recorder.retry() == 0
     assert _reopen(case).records[0].note == "second"
+
+
+def test_the_first_change_saves_every_image_in_one_commit(images, tmp_path):
+    """Making the case writes every image already analysed in ONE transaction (one fsync): a transaction per image
+    froze the window for seconds at hundreds of images. The case still opens exactly as left."""
+    case = tmp_path / "case" / "project.sqlite"
+    model = SessionModel()
+    model.add_paths(images)
+    for record in model.records:
+        model.set_result(record, _result(record.path))
+    model.set_metadata(model.records[2], sample_id="P-9", note="late")
+    store = CaseStore(case)
+    begins = []
+    execute = store._db.execute
+
+    def counting(sql, *args):
+        if sql.startswith("BEGIN"):
+            begins.append(sql)
+        return execute(sql, *args)
+
+    store._db.execute = counting
+    recorder = CaseRecorder(model, store=store)
+    recorder._add(model.records)
+    assert len(begins) == 2, begins                         # add_images, then every save in one transaction
+    recorder._add(model.records)                            # nothing new: no transaction at all
+    assert len(begins) == 2
+    assert _facts(_reopen(case)) == _facts(model)
+    recorder.detach()
+    store.close()
+
+
+def test_a_failing_save_inside_a_batch_is_rolled_back_alone(tmp_path):
+    """Nested transactions are savepoints: the failed one leaves nothing, the others commit together."""
+    with ProjectStore(tmp_path / "p" / "project.sqlite", labels=["blast", "normal"]) as store:
+        with store.transaction():
+            with store.transaction() as db:
+                db.execute("INSERT INTO meta VALUES ('kept', '1')")
+            with pytest.raises(RuntimeError):
+                with store.transaction() as db:
+                    db.execute("INSERT INTO meta VALUES ('dropped', '1')")
+                    raise RuntimeError("a save failed half-way")
+        assert store._meta("kept") == "1" and store._meta("dropped") == ""

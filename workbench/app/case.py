@@ -188,11 +188,22 @@ class CaseRecorder:
             return
         for record, image_id in zip(new, ids):
             self._ids[id(record)] = image_id
-        for record in new:
-            if self._worth_a_case(record):
-                self.save(record)
-            else:
-                self._saved[id(record)] = _signature(record)
+        try:
+            # one commit (one fsync) for the whole batch: the session's first change makes the case with every
+            # image, and a transaction per image froze the window for seconds with hundreds of images; each save
+            # is still its own savepoint, so one that fails is rolled back alone and kept in `unsaved`
+            with self.store.transaction():
+                for record in new:
+                    if self._worth_a_case(record):
+                        self.save(record)
+                    else:
+                        self._saved[id(record)] = _signature(record)
+        except WorkbenchError as exc:   # the commit itself failed: nothing of the batch is on disk
+            for record in new:
+                self._saved.pop(id(record), None)
+                self._analysis.pop(id(record), None)
+                self.unsaved[id(record)] = record
+            self.on_error(str(exc))
 
     def save(self, record: ImageRecord) -> bool:
         """Save one record's change now; True when it is on disk."""

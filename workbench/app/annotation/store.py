@@ -269,7 +269,11 @@ class ProjectStore:
     def transaction(self) -> Iterator["_Db"]:
         """All writes inside commit together or not at all (an exception or a kill rolls them back). BEGIN IMMEDIATE
         takes the write lock first (waiting up to LOCK_TIMEOUT_S for another writer), so what is read inside is what
-        the writes change."""
+        the writes change. Inside another transaction it is a savepoint: its writes roll back alone on an error, and
+        reach the disk with the outer transaction's commit (many saves, one fsync)."""
+        if self._db.conn.in_transaction:
+            yield from self._savepoint()
+            return
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
@@ -280,6 +284,21 @@ class ProjectStore:
                     self._db.conn.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass   # the first error says what went wrong; SQLite rolls back a failed commit itself
+            raise
+
+    def _savepoint(self) -> Iterator["_Db"]:
+        self._savepoints = getattr(self, "_savepoints", 0) + 1
+        name = f"save_{self._savepoints}"
+        self._db.execute(f"SAVEPOINT {name}")
+        try:
+            yield self._db
+            self._db.execute(f"RELEASE {name}")
+        except BaseException:
+            try:
+                self._db.conn.execute(f"ROLLBACK TO {name}")
+                self._db.conn.execute(f"RELEASE {name}")
+            except sqlite3.Error:
+                pass
             raise
 
     def _meta(self, key: str) -> str:
