@@ -176,6 +176,7 @@ def test_the_shipped_defaults_have_openvino_exports():
     for task, what in (("detect", "detector"), ("classify", "classifier")):
         entry = manifest.default(task)
         exports = [e for e in manifest.exports_of(entry.sha256, task) if e.format == "openvino"]
-        assert exports, f"no OpenVINO export of the default {what} {entry.name}: run `workbench export`"
+        assert exports, (f"no OpenVINO export of the default {what} {entry.name}: run `workbench export --format "
+                         f"openvino --{what} {entry.name}` and commit it with its manifest lines")
         verify_export(manifest, exports[0], what)
         assert exports[0].dynamic_batch and exports[0].max_deviation
