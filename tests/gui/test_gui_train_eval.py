@@ -132,4 +132,11 @@ def test_10_settings_show_the_weights_measured_metrics(qtbot, window):
     ctable = dialog.classifier.metrics_table
     assert ctable.cell_text("test", "accuracy") == f"{classifier.metrics['test']['accuracy']:.3f}"
     assert ctable.cell_text("test", "roc_auc") == f"{classifier.metrics['test']['roc_auc']:.3f}"
+    # a group without blasts (PBC's healthy donors) has no blast precision or recall: "–", never 0.000
+    groups = classifier.metrics["test_groups"]
+    assert groups["pbc/healthy"]["n_blast"] == 0
+    assert ctable.cell_text("test_groups · pbc/healthy", "precision") == "–"
+    assert ctable.cell_text("test_groups · pbc/healthy", "specificity") == f"{groups['pbc/healthy']['specificity']:.3f}"
+    assert ctable.cell_text("test_groups · allidb1_olympus/ALL", "recall") == \
+        f"{groups['allidb1_olympus/ALL']['recall']:.3f}"
     dialog.reject()

@@ -17,6 +17,7 @@ from workbench.gui.eval_view import format_value, metric_name, metric_tip
 PREFERRED = ("precision", "recall", "ap50", "ap50_95", "false_wbc_per_image", "accuracy", "balanced_accuracy",
              "specificity", "f1", "roc_auc", "threshold", "images", "instances", "n", "n_blast", "n_normal")
 MAX_ROWS_SHOWN = 8
+UNDEFINED_WITHOUT_POSITIVES = ("precision", "recall", "f1", "roc_auc")
 
 
 def _number(value: Any) -> bool:
@@ -31,6 +32,10 @@ def metric_rows(metrics: Mapping[str, Any] | None) -> tuple[list[str], list[tupl
 
     def walk(node: Mapping[str, Any], path: tuple[str, ...]) -> None:
         numbers = {k: v for k, v in node.items() if _number(v)}
+        if numbers.get("n_blast") == 0:
+            # a group without blasts (healthy donors, another lab's normal cells): blast precision, recall and F1
+            # are undefined there, not 0 ("–"); what counts is its specificity
+            numbers = {k: v for k, v in numbers.items() if k not in UNDEFINED_WITHOUT_POSITIVES}
         if numbers:
             rows.append((" · ".join(path) or "all", numbers))
         for key, value in node.items():
