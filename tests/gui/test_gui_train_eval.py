@@ -140,3 +140,28 @@ def test_10_settings_show_the_weights_measured_metrics(qtbot, window):
     assert ctable.cell_text("test_groups · allidb1_olympus/ALL", "recall") == \
         f"{groups['allidb1_olympus/ALL']['recall']:.3f}"
     dialog.reject()
+
+
+def test_eval_tab_shows_every_number_per_group(qtbot, window, eval_root, make_eval_run):
+    """A classifier run's per-group numbers (lab / camera / diagnosis) are shown, not only the pooled ones; a group
+    without blasts has no blast precision ("–")."""
+    import json
+
+    run = make_eval_run(eval_root, "20261126-120000-classifier", "classifier", "2026-11-26T12:00:00+00:00")
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["per_group"] = {
+        "allidb1_olympus/ALL": {"n": 26, "n_blast": 16, "accuracy": 0.846, "precision": 0.929, "recall": 0.812,
+                                "specificity": 0.9},
+        "pbc/healthy": {"n": 409, "n_blast": 0, "accuracy": 1.0, "precision": 0.0, "recall": 0.0, "specificity": 1.0}}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    window.tabs.setCurrentWidget(window.eval_view)
+    view = window.eval_view
+    qtbot.waitUntil(lambda: view.run_list.count() == 3, timeout=5000)
+    view.select_run(0)
+    assert view.group_box.isVisibleTo(view)
+    table = view.group_table
+    assert table.cell_text("allidb1_olympus/ALL", "recall") == "0.812"
+    assert table.cell_text("pbc/healthy", "specificity") == "1.000"
+    assert table.cell_text("pbc/healthy", "precision") == "–"
+    view.select_run(1)                                    # a run without groups: no stale table
+    assert not view.group_box.isVisibleTo(view)

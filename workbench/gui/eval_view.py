@@ -43,6 +43,11 @@ MIN_ZOOM, MAX_ZOOM = 0.1, 8.0
 KIND_NAMES = {"detection": "Detector", "classifier": "Classifier", "pipeline": "Pipeline"}
 
 
+# the per-group table's columns, in this order, where the run has them
+GROUP_COLUMNS = ("images", "instances", "n", "n_blast", "accuracy", "precision", "recall", "specificity", "f1",
+                 "roc_auc", "ap50", "ap50_95", "false_wbc_per_image", "false_blasts_per_image", "blast_mae", "tp",
+                 "fp", "fn")
+
 def metric_name(key: str) -> str:
     return METRIC_NAMES.get(key, key.replace("_", " "))
 
@@ -178,10 +183,24 @@ class EvalView(QWidget):
         summary_layout.addWidget(QLabel("<b>Summary</b>"))
         summary_layout.addWidget(self.summary_table)
         summary_layout.addStretch(1)
+        # every number per group (lab / camera / diagnosis, or data source): a pooled number hides the group
+        # where the models fail (imported here: metrics_table builds on this module's formatting)
+        from workbench.gui.metrics_table import MetricsTable
+
+        self.group_table = MetricsTable(columns=GROUP_COLUMNS)
+        self.group_box = QWidget()
+        group_layout = QVBoxLayout(self.group_box)
+        group_layout.setContentsMargins(0, 0, 0, 0)
+        group_layout.addWidget(QLabel("<b>Per group</b> (lab / camera / diagnosis, or data source)"))
+        group_layout.addWidget(self.group_table)
+        group_layout.addStretch(1)
+        right = QVBoxLayout()
+        right.addWidget(self.class_box)
+        right.addWidget(self.group_box, 1)
         tables = QHBoxLayout()
         tables.addWidget(summary_box)
         tables.addSpacing(8)
-        tables.addWidget(self.class_box, 1)
+        tables.addLayout(right, 1)
         self.plots_box = QWidget()
         self.plots_grid = QGridLayout(self.plots_box)
         self.plots_grid.setContentsMargins(0, 0, 0, 0)
@@ -285,6 +304,8 @@ class EvalView(QWidget):
         self.run = run
         self.summary_table.setRowCount(0)
         self.class_table.setRowCount(0)
+        self.group_table.set_metrics(None)
+        self.group_box.setVisible(False)
         self._fit_heights()
         self._clear_plots()
         if run is None:
@@ -335,6 +356,9 @@ class EvalView(QWidget):
                     item = QTableWidgetItem(format_value(values.get(key)))
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                     self.class_table.setItem(row, column, item)
+        groups = data.get("per_group") or data.get("per_source") or {}
+        self.group_table.set_metrics(groups if isinstance(groups, dict) else {})
+        self.group_box.setVisible(bool(groups))
         plots = dict(getattr(run, "plots", {}) or {})
 
         def order(name: str) -> tuple[int, str]:

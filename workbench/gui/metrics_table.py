@@ -52,8 +52,9 @@ def metric_rows(metrics: Mapping[str, Any] | None) -> tuple[list[str], list[tupl
 class MetricsTable(QWidget):
     """How the metrics were measured (a wrapped note) and the table of their values."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, columns: tuple[str, ...] = PREFERRED) -> None:
         super().__init__(parent)
+        self.columns = columns
         self.note = QLabel()
         self.note.setWordWrap(True)
         self.note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -76,7 +77,7 @@ class MetricsTable(QWidget):
         notes, rows = metric_rows(metrics)
         self.note.setText("\n".join(notes) if notes else ("" if rows else "No measured metrics in the manifest."))
         self.note.setVisible(bool(self.note.text()))
-        keys = [k for k in PREFERRED if any(k in values for _name, values in rows)]
+        keys = [k for k in self.columns if any(k in values for _name, values in rows)]
         self.table.clear()
         self.table.setRowCount(len(rows))
         self.table.setColumnCount(len(keys))
