@@ -17,26 +17,9 @@ from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QGridLayout, QHBo
                                QListWidget, QListWidgetItem, QPushButton, QScrollArea, QSplitter, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
-METRIC_NAMES = {
-    "precision": "Precision (P)", "recall": "Recall (R)", "ap50": "mAP50", "ap50_95": "mAP50-95",
-    "images": "Images", "instances": "Instances", "accuracy": "Accuracy", "specificity": "Specificity",
-    "f1": "F1", "roc_auc": "AUC (ROC)", "auc": "AUC (ROC)", "sensitivity": "Sensitivity",
-    "wbc_precision": "WBC precision", "wbc_recall": "WBC recall", "blast_precision": "Blast precision",
-    "blast_recall": "Blast recall", "blast_f1": "Blast F1", "count_mae": "Count MAE (cells / image)",
-    "image_sensitivity": "Image sensitivity", "image_specificity": "Image specificity", "support": "Support",
-}
-METRIC_HELP = {
-    "precision": "Of the boxes (or blast calls) the model made, the fraction that are right: TP / (TP + FP)",
-    "recall": "Of the true cells (or blasts), the fraction the model found: TP / (TP + FN)",
-    "ap50": "Mean average precision with a box counted as found at IoU >= 0.5",
-    "ap50_95": "Mean average precision averaged over IoU thresholds 0.50, 0.55, ..., 0.95 (COCO)",
-    "images": "Images evaluated", "instances": "True cells (boxes) in those images",
-    "accuracy": "Fraction of cells classified right", "specificity": "Of the normal cells, the fraction called normal",
-    "f1": "Harmonic mean of precision and recall", "roc_auc": "Area under the ROC curve of p(blast)",
-    "auc": "Area under the ROC curve of p(blast)", "support": "Cells of this class in the test data",
-    "count_mae": "Mean absolute error of the white-cell count per image",
-    "false_wbc_per_image": "Boxes per image that match no true white cell",
-}
+from workbench.gui.metric_text import format_value, metric_name, metric_tip
+from workbench.gui.metrics_table import MetricsTable
+
 CLASS_COLUMNS = ["precision", "recall", "ap50", "ap50_95"]
 ZOOM_STEP = 1.25
 MIN_ZOOM, MAX_ZOOM = 0.1, 8.0
@@ -47,26 +30,6 @@ KIND_NAMES = {"detection": "Detector", "classifier": "Classifier", "pipeline": "
 GROUP_COLUMNS = ("images", "instances", "n", "n_blast", "accuracy", "precision", "recall", "specificity", "f1",
                  "roc_auc", "ap50", "ap50_95", "false_wbc_per_image", "false_blasts_per_image", "blast_mae", "tp",
                  "fp", "fn")
-
-def metric_name(key: str) -> str:
-    return METRIC_NAMES.get(key, key.replace("_", " "))
-
-
-def metric_tip(key: str) -> str:
-    name = metric_name(key)
-    return f"{name}: {METRIC_HELP[key]}" if key in METRIC_HELP else name
-
-
-def format_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) >= 10 else f"{value:.3f}"
-    if value is None:
-        return "–"
-    return str(value)
 
 
 def _read_only_table(columns: list[str]) -> QTableWidget:
@@ -184,9 +147,7 @@ class EvalView(QWidget):
         summary_layout.addWidget(self.summary_table)
         summary_layout.addStretch(1)
         # every number per group (lab / camera / diagnosis, or data source): a pooled number hides the group
-        # where the models fail (imported here: metrics_table builds on this module's formatting)
-        from workbench.gui.metrics_table import MetricsTable
-
+        # where the models fail
         self.group_table = MetricsTable(columns=GROUP_COLUMNS)
         self.group_box = QWidget()
         group_layout = QVBoxLayout(self.group_box)

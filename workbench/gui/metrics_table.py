@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, \
     QWidget
 
-from workbench.gui.eval_view import format_value, metric_name, metric_tip
+from workbench.gui.metric_text import format_value, metric_name, metric_tip
 
 # the columns shown, in this order, when a row has them (the rest: in the row's tooltip)
 PREFERRED = ("precision", "recall", "ap50", "ap50_95", "false_wbc_per_image", "accuracy", "balanced_accuracy",
