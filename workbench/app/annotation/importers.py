@@ -2,7 +2,7 @@
 
 Formats: YOLO txt (class index per the project's label list, normalised cx cy w h), Pascal VOC xml
 (workbench.core.voc.parse_voc), COCO json, and ALL-IDB style point files (.xyc, one `x y` per line), which become boxes
-with the dataset builder's point->box method (detection.allidb.point_to_box); class-names files (classes.txt,
+with the dataset builder's point->box method (workbench.core.segmentation.point_to_box); class-names files (classes.txt,
 names.txt: one per line; data.yaml / names.yaml: a `names:` list or mapping) with `read_names`. Class names from a
 file are mapped to project labels with `label_map` (names not in the map keep their name, lower-cased; a map value
 None drops the box, e.g. {"RBC": None, "Platelets": None, "WBC": "normal"} for BCCD).
