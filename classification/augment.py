@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from classification.model import IMAGENET_MEAN, IMAGENET_STD
+from classification.preprocess import apply_preprocess
 from classification.train_config import ClassifierTrainConfig
 
 
@@ -47,12 +48,31 @@ class StainAugment(nn.Module):
         return torch.from_numpy(self.jitter(array, generator)).permute(2, 0, 1).contiguous()
 
 
+class Preprocess(nn.Module):
+    """The weights' preprocessing (classification.preprocess.apply_preprocess, the function inference applies) on a
+    uint8 (3, S, S) crop at the network's input size."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+        self.fn = apply_preprocess
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if self.name == "none":
+            return image
+        array = image.permute(1, 2, 0).contiguous().numpy()
+        return torch.from_numpy(self.fn(self.name, array)).permute(2, 0, 1).contiguous()
+
+
 def build_transforms(config: ClassifierTrainConfig, train: bool) -> nn.Module:
-    """uint8 (3, H, W) crop -> normalised float (3, S, S). Evaluation only resizes, as inference crops are cut at S."""
+    """uint8 (3, H, W) crop -> normalised float (3, S, S). Evaluation only resizes, as inference crops are cut at S.
+    The preprocessing comes after augmentation, on the S x S crop, as at inference (where it follows the crop cut):
+    the network only ever sees preprocessed crops, and augmentation simulates variation of the raw smear."""
     from torchvision.transforms import v2
 
     size = config.input_size
-    tail = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    tail = [Preprocess(getattr(config, "preprocess", "none")), v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     if not (train and config.augment):
         return v2.Compose([v2.Resize((size, size), antialias=True), *tail])
     steps: list[nn.Module] = [

@@ -38,6 +38,7 @@ __all__ = [
     "McNemarResult",
     "classifier_metrics",
     "load_crop_dataset",
+    "load_crop_image",
     "mcnemar",
     "predict_crops",
     "roc_auc",
@@ -185,6 +186,12 @@ def _load_crop(path: Path, size: int) -> np.ndarray:
     h, w = rgb.shape[:2]
     # the whole file is the cell crop: no margin, aspect kept, padded with its background colour as in analyze
     return crop_cell(rgb, (0, 0, w, h), 0.0, size)
+
+
+def load_crop_image(path: Path, size: int) -> np.ndarray:
+    """A crop file as the network input side `size` (RGB uint8, aspect kept, padded), exactly as predict_crops
+    prepares it; DatasetFormatError when it is missing or unreadable."""
+    return _load_crop(Path(path), size)
 
 
 def predict_crops(classifier, samples: Sequence[CropSample], blast_class: str = "blast",

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from workbench.core.crops import Box, to_tensor_batch
+from workbench.core.crops import Box
 
 
 @dataclass
@@ -38,6 +38,10 @@ def target_layer(model: nn.Module) -> nn.Module:
     layer4 = getattr(model, "layer4", None)
     if isinstance(layer4, nn.Module):
         return layer4
+    if getattr(model, "workbench_arch", None):   # the zoo's others (Inception-v3 ...): their last backbone block
+        from classification.architectures import cam_layer
+
+        return cam_layer(model)
     raise ValueError(f"no known last convolutional stage in {type(model).__name__} for Grad-CAM")
 
 
@@ -72,9 +76,8 @@ def cell_cams(classifier, image: np.ndarray, boxes: Sequence[Box], class_name: s
     crops = classifier.crops(image, boxes, um_per_px)
     if not crops:
         return []
-    spec = classifier.spec
     device = next(classifier.model.parameters()).device
-    batch = to_tensor_batch(crops, spec.mean, spec.std).to(device)
+    batch = classifier.prepare(crops).to(device)   # the weights' preprocessing and mean / std, as when labelling
     cams, raws, probs = grad_cam(classifier.model, batch, index)
     return [CellCam(crop=crop, cam=cam, raw=raw, class_name=classifier.class_names[index],
                     probability=float(p[index])) for crop, cam, raw, p in zip(crops, cams, raws, probs)]

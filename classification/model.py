@@ -1,4 +1,6 @@
-"""EfficientNet-B3 classifier network and its checkpoint format (save / load with clear errors)."""
+"""The classifier networks (classification.architectures: EfficientNet-B0..B3 by default B3, VGG19-BN, ResNet50,
+DenseNet121, Inception-v3, and with timm Xception / Inception-ResNet-v2) and their one checkpoint format (save / load
+with clear errors). A checkpoint names its architecture and head; one loader builds any of them."""
 
 from __future__ import annotations
 
@@ -12,8 +14,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from torch import nn
-from torchvision.models import efficientnet_b3
-
+from classification.architectures import HEADS, architecture, build_network, head_prefixes
+from classification.preprocess import PREPROCESS
 from classification.records import ClassifierSpec
 from workbench.core.errors import ClassifierLoadError
 from workbench.core.fileio import atomic_open
@@ -33,45 +35,48 @@ __all__ = [
     "DEFAULT_INPUT_SIZE",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "build_classifier",
     "build_efficientnet_b3",
     "load_classifier",
     "save_classifier",
 ]
 
-_HEAD_PREFIX = "classifier."
-
-
-def build_efficientnet_b3(num_classes: int, pretrained: Path | str | None = None) -> nn.Module:
-    """EfficientNet-B3 with a `num_classes` head; backbone weights from `pretrained` when given.
-
-    The head starts at zero: torchvision's default head init gave first losses of 4-6 and no learning from
-    scratch, while a zero head starts at uniform probabilities (loss ln C) and trains.
-    """
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be at least 1, not {num_classes}")
-    model = efficientnet_b3(weights=None)  # never download: weights come only from files we are given
-    old_head = model.classifier[-1]
-    head = nn.Linear(old_head.in_features, num_classes)
-    nn.init.zeros_(head.weight)
-    nn.init.zeros_(head.bias)
-    model.classifier[-1] = head
+def build_classifier(arch: str = ARCHITECTURE, num_classes: int = 2, head: str = "linear",
+                     pretrained: Path | str | None = None, input_size: int | None = None) -> nn.Module:
+    """The `arch` network (classification.architectures) with a zero-initialised `head` for `num_classes`; backbone
+    weights from `pretrained` when given. The head starts at zero: the default head init gave first losses of 4-6
+    and no learning from scratch, while a zero head starts at uniform probabilities (loss ln C) and trains."""
+    model = build_network(arch, num_classes, head, input_size)
     if pretrained is not None:
         _load_backbone(model, Path(pretrained))
     return model
 
 
+def build_efficientnet_b3(num_classes: int, pretrained: Path | str | None = None) -> nn.Module:
+    """EfficientNet-B3 with a zero-initialised linear `num_classes` head (the shipped classifiers)."""
+    return build_classifier(ARCHITECTURE, num_classes, "linear", pretrained)
+
+
+def _arch_label(model: nn.Module) -> str:
+    return {"efficientnet_b3": "EfficientNet-B3"}.get(getattr(model, "workbench_arch", ARCHITECTURE),
+                                                      getattr(model, "workbench_arch", ARCHITECTURE))
+
+
 def _load_backbone(model: nn.Module, path: Path) -> None:
-    """Copy every matching tensor of a torchvision state dict (or one of our checkpoints) into `model`.
+    """Copy every matching tensor of a torchvision / timm state dict (or one of our checkpoints) into `model`.
 
     Only head tensors may differ in shape (ImageNet's 1000 classes vs ours); anything else that does not fit means
-    the file is not EfficientNet-B3 weights, which must fail loudly rather than train from a half-loaded backbone.
+    the file is not weights of this architecture, which must fail loudly rather than train from a half-loaded
+    backbone.
     """
+    label = _arch_label(model)
+    prefixes = head_prefixes(getattr(model, "workbench_arch", ARCHITECTURE))
     obj = _torch_load(path, what="pretrained weights")
     if isinstance(obj, dict) and "format" in obj and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ClassifierLoadError(
-            f"{path} is not an EfficientNet-B3 state dict (expected torchvision ImageNet weights or a "
+            f"{path} is not an {label} state dict (expected torchvision ImageNet weights or a "
             f"classifier checkpoint)"
         )
     own = model.state_dict()
@@ -82,22 +87,29 @@ def _load_backbone(model: nn.Module, path: Path) -> None:
         target = own.get(key)
         if target is not None and target.shape == tensor.shape:
             usable[key] = tensor.to(target.dtype)
-        elif key.startswith(_HEAD_PREFIX):
+        elif key.startswith(prefixes):
             skipped_head.append(key)
         else:
             misfits.append(key)
-    missing = [k for k in own if k not in usable and not k.startswith(_HEAD_PREFIX)]
+    missing = [k for k in own if k not in usable and not k.startswith(prefixes)]
     if misfits or missing:
         sample = ", ".join((misfits + missing)[:3])
         raise ClassifierLoadError(
-            f"{path} does not fit EfficientNet-B3: {len(misfits)} unexpected or mis-shaped and {len(missing)} "
+            f"{path} does not fit {label}: {len(misfits)} unexpected or mis-shaped and {len(missing)} "
             f"missing backbone tensors (e.g. {sample})"
         )
     model.load_state_dict(usable, strict=False)
-    log.info(
-        "loaded %d backbone tensors from %s; kept the new %d-class head (skipped %s)",
-        len(usable), path, model.classifier[-1].out_features, ", ".join(skipped_head) or "nothing",
-    )
+    log.info("loaded %d backbone tensors from %s; kept the new %d-class head (skipped %s)",
+             len(usable), path, _outputs(model) or 0, ", ".join(skipped_head) or "nothing")
+
+
+def _outputs(model: nn.Module) -> int | None:
+    """The class count of the network's last linear layer (None when it has none)."""
+    last = None
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            last = module
+    return None if last is None else int(last.out_features)
 
 
 def _plain(value: Any) -> Any:
@@ -137,9 +149,11 @@ def save_classifier(
     Integer buffers (num_batches_tracked) keep their dtype: they are counters, not weights.
     """
     path = Path(path)
-    head = getattr(model, "classifier", None)
-    if isinstance(head, nn.Sequential) and isinstance(head[-1], nn.Linear) and head[-1].out_features != len(class_names):
-        raise ValueError(f"model has {head[-1].out_features} outputs but {len(class_names)} class names were given")
+    outputs = _outputs(model)
+    if outputs is not None and outputs != len(class_names):
+        raise ValueError(f"model has {outputs} outputs but {len(class_names)} class names were given")
+    arch = getattr(model, "workbench_arch", ARCHITECTURE)
+    head = getattr(model, "workbench_head", "linear")
     state = {}
     for key, tensor in model.state_dict().items():
         tensor = tensor.detach().cpu()
@@ -147,7 +161,8 @@ def save_classifier(
         state[key] = tensor.half() if half and tensor.is_floating_point() else tensor.clone()
     checkpoint = {
         "format": CHECKPOINT_FORMAT,
-        "architecture": ARCHITECTURE,
+        "architecture": arch,
+        "head": head,
         "class_names": [str(c) for c in class_names],
         "input_size": int(input_size),
         "mean": [float(m) for m in mean],
@@ -157,7 +172,7 @@ def save_classifier(
     }
     with atomic_open(path, "wb") as handle:
         torch.save(checkpoint, handle)
-    log.info("saved classifier %s (%s, %d classes, %s)", path, ARCHITECTURE, len(class_names), "fp16" if half else "fp32")
+    log.info("saved classifier %s (%s, %d classes, %s)", path, arch, len(class_names), "fp16" if half else "fp32")
     return path
 
 
@@ -209,9 +224,14 @@ def _describe_foreign(obj: Any) -> str:
 
 
 def _spec_from(path: Path, ckpt: dict) -> ClassifierSpec:
-    architecture = ckpt.get("architecture")
-    if architecture != ARCHITECTURE:
-        raise ClassifierLoadError(f"{path}: unknown classifier architecture {architecture!r} (expected {ARCHITECTURE!r})")
+    architecture_name = ckpt.get("architecture")
+    try:
+        arch = architecture(architecture_name)  # unknown, or a timm network without timm installed
+    except ClassifierLoadError as exc:
+        raise ClassifierLoadError(f"{path}: {exc}") from None
+    head = ckpt.get("head", "linear")  # weights written before heads were a choice have the linear one
+    if head not in HEADS:
+        raise ClassifierLoadError(f"{path}: unknown classifier head {head!r} (known: {', '.join(HEADS)})")
     names = ckpt.get("class_names")
     if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) and n.strip() for n in names):
         raise ClassifierLoadError(f"{path}: checkpoint has no valid class_names list")
@@ -223,6 +243,8 @@ def _spec_from(path: Path, ckpt: dict) -> ClassifierSpec:
     size = ckpt.get("input_size")
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise ClassifierLoadError(f"{path}: checkpoint input_size {size!r} is not a positive integer")
+    if size < arch.min_input:
+        raise ClassifierLoadError(f"{path}: input_size {size} is below {arch.name}'s smallest input {arch.min_input}")
     mean, std = ckpt.get("mean", IMAGENET_MEAN), ckpt.get("std", IMAGENET_STD)
     for label, values in (("mean", mean), ("std", std)):
         if not isinstance(values, (list, tuple)) or len(values) != 3:
@@ -230,13 +252,17 @@ def _spec_from(path: Path, ckpt: dict) -> ClassifierSpec:
     if any(float(s) <= 0 for s in std):
         raise ClassifierLoadError(f"{path}: checkpoint std must be positive, not {std!r}")
     meta = ckpt.get("meta") or {}
+    if isinstance(meta, dict) and meta.get("preprocess", "none") not in PREPROCESS:
+        raise ClassifierLoadError(f"{path}: unknown preprocessing {meta.get('preprocess')!r} (known: "
+                                  f"{', '.join(PREPROCESS)})")
     return ClassifierSpec(
-        architecture=architecture,
+        architecture=arch.name,
         class_names=list(names),
         input_size=size,
         mean=tuple(float(m) for m in mean),
         std=tuple(float(s) for s in std),
         meta=dict(meta) if isinstance(meta, dict) else {"value": meta},
+        head=head,
     )
 
 
@@ -274,13 +300,15 @@ def load_classifier(path: Path | str, device: str | torch.device = "cpu") -> tup
     state = ckpt.get("state_dict")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ClassifierLoadError(f"{path}: checkpoint has no valid state_dict")
-    model = build_efficientnet_b3(len(spec.class_names))
+    model = build_classifier(spec.architecture, len(spec.class_names), spec.head, input_size=spec.input_size)
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     problem = _state_mismatch(model.state_dict(), state)
     if problem:
-        raise ClassifierLoadError(f"{path}: weights do not fit {ARCHITECTURE} with {len(spec.class_names)} classes ({problem})")
+        raise ClassifierLoadError(f"{path}: weights do not fit {spec.architecture} with {len(spec.class_names)} "
+                                  f"classes ({problem}; {spec.head} head)")
     model.load_state_dict(state, strict=True)
     model.eval()
     model.to(device)
-    log.info("loaded classifier %s: classes %s, input %d px", path, spec.class_names, spec.input_size)
+    log.info("loaded classifier %s: %s, classes %s, input %d px", path, spec.architecture, spec.class_names,
+             spec.input_size)
     return model, spec

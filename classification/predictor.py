@@ -11,9 +11,10 @@ import torch
 from torch import nn
 
 from classification.model import load_classifier
+from classification.preprocess import prepare_batch, preprocess_of
 from workbench.core.classmap import BLAST, NORMAL
 from classification.records import CellLabel, ClassifierSpec
-from workbench.core.crops import Box, crop_cells, to_tensor_batch
+from workbench.core.crops import Box, crop_cells
 from workbench.core.errors import ClassifierLoadError
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class BlastClassifier:
                 f"classifier classes {self._spec.class_names} do not include the blast class {blast_class!r}"
             )
         self._blast_index = lowered.index(blast_class.lower())
+        self.preprocess = preprocess_of(self._spec)   # part of the weights: applied to every crop (prepare)
         self._device = torch.device(device)
         self.batch = batch
         # weights trained on field-of-view crops carry their own margin; the setting frames box-cut crops
@@ -81,6 +83,11 @@ class BlastClassifier:
     def model(self) -> nn.Module:
         return self._model
 
+    def prepare(self, crops: Sequence[np.ndarray]) -> torch.Tensor:
+        """The network input of crops at input_size: the weights' preprocessing, then their mean / std
+        (classification.preprocess.prepare_batch, the same step training applies)."""
+        return prepare_batch(crops, self._spec)
+
     def predict_proba(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """(N, C) class probabilities for prepared crops, run `batch` at a time."""
         n_classes = len(self._spec.class_names)
@@ -89,7 +96,7 @@ class BlastClassifier:
         rows = []
         with torch.inference_mode():
             for start in range(0, len(crops), self.batch):
-                chunk = to_tensor_batch(crops[start : start + self.batch], self._spec.mean, self._spec.std)
+                chunk = self.prepare(crops[start : start + self.batch])
                 logits = self._model(chunk.to(self._device))
                 rows.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
         return np.concatenate(rows, axis=0)

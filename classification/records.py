@@ -15,6 +15,13 @@ class ClassifierSpec:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     meta: dict = field(default_factory=dict)  # free-form training info (epochs, data, metrics, ...)
+    head: str = "linear"                      # classification.architectures.HEADS
+
+    @property
+    def preprocess(self) -> str:
+        """The crop preprocessing the weights were trained with (classification.preprocess), `none` if unnamed."""
+        value = self.meta.get("preprocess", "none")
+        return value if isinstance(value, str) else "none"
 
     @property
     def field_um(self) -> float | None:

@@ -1,4 +1,6 @@
-"""Training the EfficientNet-B3 blast / normal classifier on a crop build (classification.dataset), no ultralytics.
+"""Training the blast / normal classifier (EfficientNet-B3, or any network of classification.architectures via
+`arch`, with a `head`, an `optimizer`, an `lr_schedule` and a `preprocess` step) on a crop build
+(classification.dataset), no ultralytics.
 
 Recipe (every knob is a ClassifierTrainConfig field and a `python -m classification.train` option):
 - inputs resized to `input_size`; training augmentation: random resized crop (zoom), h/v flips, rotation + shear
@@ -6,14 +8,18 @@ Recipe (every knob is a ClassifierTrainConfig field and a `python -m classificat
   variation (torchvision.transforms.v2);
 - class balance: a WeightedRandomSampler (`balance=sampler`), class weights in the loss (`loss`) or none; under DDP
   the sampler becomes loss weights (DistributedSampler already owns the sampling);
-- AdamW (lr 1e-4, weight decay 1e-4), label smoothing 0.1, gradient clipping at norm 1.0; together with the zero-init
-  head of build_efficientnet_b3 this is what made B3 learn from scratch here (the default head did not);
+- AdamW (lr 1e-4, weight decay 1e-4; or adam, adamax, sgd), label smoothing 0.1, gradient clipping at norm 1.0;
+  together with the zero-init head of build_classifier this is what made B3 learn from scratch here (the default
+  head did not); Inception-v3's auxiliary head adds its loss with weight AUX_WEIGHT;
 - optional `freeze_epochs` (backbone frozen, head only), after which the later half of `model.features` (or all of
   it, `unfreeze=all`) trains; without freeze_epochs the whole network trains from the start;
+- optional `precise_bn` N: before validation, the batch-norm statistics are re-estimated over N training batches
+  (short runs from scratch: otherwise the init's statistics make every crop one probability);
 - validation loss is class-balanced cross-entropy (mean of the per-class means, no smoothing), so the many BCCD
   normals do not decide model selection; the best epoch by it is saved as `best.pt` (save_classifier, fp16);
-- dynamic LR (PlateauRule): when validation loss rises above the best, the best weights and optimizer state are
-  restored and the LR is halved (floor 1e-6); training stops after `patience` epochs without improvement;
+- dynamic LR (`lr_schedule=dwell`, PlateauRule): when validation loss rises above the best, the best weights and
+  optimizer state are restored and the LR is halved (floor 1e-6); `fixed` keeps the LR and `cosine` decays it, both
+  without restoring; training stops after `patience` epochs without improvement;
 - `last_state.pt` (fp32 model, optimizer, best snapshot, RNG states, history) is written every epoch for `resume`;
 - at the end the best checkpoint is evaluated on the test split (all crops, and ALL-IDB crops only, i.e. without
   the BCCD extra normals) and the metrics go into TrainResult and into best.pt's meta.
@@ -46,10 +52,11 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from classification.dataset import CLASS_NAMES, SPLIT_FILE, CropDataset, CropRecord
 from classification.distributed import Dist, all_reduce_sum, barrier, gather, resolve_device
-from classification.model import IMAGENET_MEAN, IMAGENET_STD, build_efficientnet_b3, load_classifier, save_classifier
-from classification.train_config import (BEST_NAME, LAST_NAME, LOG_FIELDS, LOG_NAME,
+from classification.architectures import AUX_WEIGHT, backbone_blocks, split_logits
+from classification.model import IMAGENET_MEAN, IMAGENET_STD, build_classifier, load_classifier, save_classifier
+from classification.train_config import (BEST_NAME, LAST_NAME, LOG_FIELDS, LOG_NAME, SGD_MOMENTUM,
                                          ClassifierTrainConfig, PlateauRule, TrainResult, build_parser,
-                                         config_from_args)
+                                         config_from_args, epoch_lr, resolved)
 from classification.augment import build_transforms
 from classification.band import choose_band
 from classification.train_state import _cpu_copy, _load_state, _save_state, _seed_all, _set_rng_state
@@ -179,7 +186,7 @@ def _phase(epoch: int, config: ClassifierTrainConfig) -> str:
 
 
 def _frozen_modules(model: nn.Module, phase: str) -> list[nn.Module]:
-    features = list(model.features)
+    features = backbone_blocks(model)
     if phase == "head":
         return features
     if phase == "half":
@@ -221,8 +228,10 @@ def _train_epoch(net: nn.Module, model: nn.Module, loader: DataLoader, optimizer
         if device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
         with _autocast(device, config):
-            logits = net(images)
+            logits, aux = split_logits(net(images))
         loss = criterion(logits.float(), labels)
+        if aux is not None:  # Inception-v3's auxiliary head (train mode only)
+            loss = loss + AUX_WEIGHT * criterion(aux.float(), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip > 0:
@@ -233,6 +242,28 @@ def _train_epoch(net: nn.Module, model: nn.Module, loader: DataLoader, optimizer
         count += labels.numel()
     loss_sum, correct, count = all_reduce_sum([loss_sum, float(correct), float(count)], dist, device)
     return loss_sum / max(count, 1), correct / max(count, 1)
+
+
+@torch.no_grad()
+def _precise_bn(model: nn.Module, loader: DataLoader, batches: int, config: ClassifierTrainConfig,
+                device: torch.device) -> None:
+    """PreciseBN (Wu & Johnson 2021): the running statistics of every training batch-norm layer (frozen ones keep
+    theirs) re-estimated as the plain average over `batches` training batches with the current weights. An
+    exponential average over a few dozen steps from scratch is still mostly the init's (mean 0, variance 1), and in
+    eval mode a deep network's activations then vanish: EfficientNet gave every crop one probability after 18
+    steps. Under DDP each rank estimates its own (its shard's) statistics."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None   # a cumulative average
+    for i, (images, _labels) in enumerate(loader):
+        if i >= batches:
+            break
+        with _autocast(device, config):
+            model(images.to(device, non_blocking=True))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
 
 
 @torch.no_grad()
@@ -268,6 +299,17 @@ def _predict(model: nn.Module, dataset: Dataset, config: ClassifierTrainConfig, 
     return merged[0][sort], merged[1][sort], merged[2][sort]
 
 
+def make_optimizer(config: ClassifierTrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params, lr, wd = model.parameters(), config.lr, config.weight_decay
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if config.optimizer == "adamax":
+        return torch.optim.Adamax(params, lr=lr, weight_decay=wd)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=SGD_MOMENTUM, nesterov=True, weight_decay=wd)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+
+
 def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
@@ -287,6 +329,7 @@ def _fmt(value: Any) -> Any:
 def train_classifier(config: ClassifierTrainConfig) -> TrainResult:
     """Train (or resume) and return the run's result; under torchrun the process group is set up and torn down."""
     config.check()
+    config = resolved(config)
     dist = Dist.from_env()
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
@@ -327,12 +370,14 @@ def _train(config: ClassifierTrainConfig, dist: Dist, device: torch.device) -> T
                  split_sha[:12], len(datasets["train"]), len(datasets["val"]), len(datasets["test"]),
                  dict(zip(CLASS_NAMES, datasets["train"].class_counts())))
 
-    model = build_efficientnet_b3(len(CLASS_NAMES), pretrained=config.pretrained).to(device)
+    model = build_classifier(config.arch, len(CLASS_NAMES), config.head, config.pretrained,
+                             config.input_size).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    rule = PlateauRule(lr=config.lr, factor=config.lr_factor, min_lr=config.min_lr, patience=config.patience,
-                       lr_patience=config.lr_patience)
+    optimizer = make_optimizer(config, model)
+    # the rule tracks the best epoch and early stopping for every schedule; it sets the LR only under dwell
+    rule = PlateauRule(lr=config.lr, factor=config.lr_factor if config.lr_schedule == "dwell" else 1.0,
+                       min_lr=config.min_lr, patience=config.patience, lr_patience=config.lr_patience)
     best_model: dict | None = None
     best_optim: dict | None = None
     best_val: dict[str, Any] = {}
@@ -368,6 +413,7 @@ def _train(config: ClassifierTrainConfig, dist: Dist, device: torch.device) -> T
     epoch = start_epoch - 1
     meta_base = {
         "task": "ALL blast / normal white-cell crops", "config": asdict(config), "split_file": str(split_file),
+        "preprocess": config.preprocess,  # part of the weights: the predictor applies it to every crop
         "split_sha256": split_sha, "data": summary, "world_size": dist.world,
         "torch": str(torch.__version__),  # a TorchVersion (str subclass) would not load under weights_only
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -389,9 +435,13 @@ def _train(config: ClassifierTrainConfig, dist: Dist, device: torch.device) -> T
 
                 net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
             net_phase = phase
-        lr_used = rule.lr
+        lr_used = epoch_lr(config, epoch, rule.lr)
+        _set_lr(optimizer, lr_used)
         loader = _train_loader(datasets["train"], config, dist, epoch, device)
         train_loss, train_acc = _train_epoch(net, model, loader, optimizer, criterion, config, device, dist, phase)
+        if config.precise_bn:   # the epoch's own draws again (same generator), with the weights as they are now
+            _precise_bn(model, _train_loader(datasets["train"], config, dist, epoch, device), config.precise_bn,
+                        config, device)
         val_tick = time.perf_counter()
         val = _val_metrics(*_predict(model, datasets["val"], config, device, dist),
                            groups=[sample_group(r) for r in datasets["val"].records], select_by=config.select_by)
@@ -405,13 +455,12 @@ def _train(config: ClassifierTrainConfig, dist: Dist, device: torch.device) -> T
                 save_classifier(best_path, model, CLASS_NAMES, config.input_size, IMAGENET_MEAN, IMAGENET_STD,
                                 meta={**meta_base, "epoch": epoch, "val": val})
                 log.info("saved best %s (epoch %d, val loss %.4f)", best_path, epoch, val["loss"])
-        elif decision.restore_best and best_model is not None:
+        elif decision.restore_best and best_model is not None and config.lr_schedule == "dwell":
             action = "restored"
             model.load_state_dict(best_model)
             optimizer.load_state_dict(best_optim)
         else:
             action = "plateau" if not decision.restore_best else "worse"
-        _set_lr(optimizer, decision.lr)
         stopped = decision.stop
         seconds = time.perf_counter() - tick
         history.append({k: _fmt(v) for k, v in {

@@ -6,11 +6,15 @@ from __future__ import annotations
 import argparse
 import math
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-__all__ = ["BALANCE_MODES", "ClassifierTrainConfig", "PlateauDecision", "PlateauRule", "SELECT_MODES", "TrainResult",
-           "UNFREEZE_MODES", "build_parser", "config_from_args"]
+from classification.architectures import ARCH_NAMES, ARCHITECTURES, HEADS
+from classification.preprocess import PREPROCESS
+
+__all__ = ["BALANCE_MODES", "ClassifierTrainConfig", "LR_SCHEDULES", "OPTIMIZERS", "PlateauDecision", "PlateauRule",
+           "SELECT_MODES", "TrainResult", "UNFREEZE_MODES", "build_parser", "config_from_args", "epoch_lr",
+           "resolved"]
 
 BEST_NAME = "best.pt"
 LAST_NAME = "last_state.pt"
@@ -21,6 +25,9 @@ BALANCE_MODES = ("groups", "sampler", "loss", "none")
 SELECT_MODES = ("group_loss", "loss")
 UNFREEZE_MODES = ("half", "all")
 STATE_FORMAT = "smear-workbench-classifier-train-state/1"
+OPTIMIZERS = ("adamw", "adam", "adamax", "sgd")
+LR_SCHEDULES = ("dwell", "fixed", "cosine")
+SGD_MOMENTUM = 0.9
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -37,18 +44,37 @@ class ClassifierTrainConfig:
 
     data: str = field(metadata=_opt("crop build folder (holding split.csv) or a split.csv"))
     out: str = field(default="runs/classifier/train", metadata=_opt("output folder: best.pt, last_state.pt, log.csv"))
-    input_size: int = field(default=300, metadata=_opt("network input side in px"))
+    arch: str = field(default="efficientnet_b3", metadata=_opt(
+        "network (classification.architectures; xception and inception_resnet_v2 need timm)", choices=ARCH_NAMES))
+    head: str = field(default="linear", metadata=_opt(
+        "classification head: linear, or bn-dense256-dropout (BatchNorm, Dense 256, Dropout 0.5: the published "
+        "Keras studies' head)", choices=HEADS))
+    preprocess: str = field(default="none", metadata=_opt(
+        "crop preprocessing, stored with the weights and applied identically at inference", choices=PREPROCESS))
+    input_size: int | None = field(default=None, metadata=_opt(
+        "network input side in px (default: the architecture's own, e.g. 300 for efficientnet_b3, 299 for "
+        "inception_v3, 224 for resnet50)"))
     epochs: int = field(default=60, metadata=_opt("last epoch to train (resume may raise it)"))
     batch: int = field(default=16, metadata=_opt("batch size per process"))
-    lr: float = field(default=1e-4, metadata=_opt("AdamW learning rate"))
-    weight_decay: float = field(default=1e-4, metadata=_opt("AdamW weight decay"))
-    min_lr: float = field(default=1e-6, metadata=_opt("floor of the dynamic LR"))
+    optimizer: str = field(default="adamw", metadata=_opt(
+        f"optimizer (sgd: momentum {SGD_MOMENTUM}, Nesterov)", choices=OPTIMIZERS))
+    lr: float = field(default=1e-4, metadata=_opt("learning rate (the start of the schedule)"))
+    weight_decay: float = field(default=1e-4, metadata=_opt(
+        "weight decay (decoupled for adamw, an L2 term for adam, adamax and sgd)"))
+    lr_schedule: str = field(default="dwell", metadata=_opt(
+        "dwell = on a rise of validation loss restore the best weights and multiply the LR by lr_factor; fixed = "
+        "the same LR throughout; cosine = cosine decay from lr to min_lr over the epochs", choices=LR_SCHEDULES))
+    min_lr: float = field(default=1e-6, metadata=_opt("floor of the dwell LR, end of the cosine schedule"))
     lr_factor: float = field(default=0.5, metadata=_opt("LR multiplier when validation loss rises above the best"))
     lr_patience: int = field(default=1, metadata=_opt("restore the best and cut the LR every N epochs without a "
                                                       "better validation loss (1: at every rise)"))
     patience: int = field(default=10, metadata=_opt("stop after this many epochs without a better validation loss"))
     label_smoothing: float = field(default=0.1, metadata=_opt("cross-entropy label smoothing"))
     grad_clip: float = field(default=1.0, metadata=_opt("gradient norm clip (0: off)"))
+    precise_bn: int = field(default=0, metadata=_opt(
+        "before each validation, re-estimate the batch-norm statistics as the plain average over N training batches "
+        "(PreciseBN); 0: off. For short runs from scratch, whose running statistics are otherwise still mostly the "
+        "initial ones, which gave every crop one probability"))
     balance: str = field(default="groups", metadata=_opt(
         "sampling balance: groups = each class half of every batch, and within a class each source group (lab / "
         "camera x diagnosis) by the square root of its size, so no lab and no camera dominates; sampler = classes "
@@ -79,7 +105,8 @@ class ClassifierTrainConfig:
     hue: float = field(default=0.03, metadata=_opt("colour jitter hue"))
     include_extra_normal: bool = field(default=True, metadata=_opt("train/validate on the BCCD extra normals too"))
     max_per_split: int | None = field(default=None, metadata=_opt("use at most N crops per split (smoke runs)"))
-    pretrained: str | None = field(default=None, metadata=_opt("EfficientNet-B3 weights file to start from"))
+    pretrained: str | None = field(default=None, metadata=_opt(
+        "weights file of the same architecture to start from (e.g. torchvision ImageNet weights)"))
     seed: int = field(default=0, metadata=_opt("random seed"))
     deterministic: bool = field(default=False, metadata=_opt("torch.use_deterministic_algorithms (slower)"))
     num_threads: int | None = field(default=None, metadata=_opt("torch CPU threads per process"))
@@ -90,11 +117,20 @@ class ClassifierTrainConfig:
     exist_ok: bool = field(default=False, metadata=_opt("start afresh even if out/ holds an earlier run"))
 
     def check(self) -> None:
+        for name, known in (("arch", ARCH_NAMES), ("head", HEADS), ("preprocess", PREPROCESS),
+                            ("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES)):
+            if getattr(self, name) not in known:
+                raise ValueError(f"{name} must be one of {known}, not {getattr(self, name)!r}")
+        arch = ARCHITECTURES[self.arch]
+        if not arch.available:
+            raise ValueError(f"arch {self.arch} needs timm, which is not installed (pip install timm)")
+        if self.input_size is not None and self.input_size < arch.min_input:
+            raise ValueError(f"input_size {self.input_size} is below {self.arch}'s smallest input {arch.min_input}")
         if self.balance not in BALANCE_MODES:
             raise ValueError(f"balance must be one of {BALANCE_MODES}, not {self.balance!r}")
         if self.unfreeze not in UNFREEZE_MODES:
             raise ValueError(f"unfreeze must be one of {UNFREEZE_MODES}, not {self.unfreeze!r}")
-        for name in ("input_size", "epochs", "batch", "patience", "lr_patience"):
+        for name in ("epochs", "batch", "patience", "lr_patience"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
         if not (self.lr > 0 and 0 < self.lr_factor <= 1 and 0 <= self.min_lr <= self.lr):
@@ -109,8 +145,26 @@ class ClassifierTrainConfig:
             raise ValueError(f"epoch_samples must be at least 1, not {self.epoch_samples}")
         if not 0 < self.scale_min <= 1:
             raise ValueError(f"scale_min must be in (0, 1], not {self.scale_min}")
-        if self.freeze_epochs < 0 or self.workers < 0:
-            raise ValueError("freeze_epochs and workers must not be negative")
+        if self.freeze_epochs < 0 or self.workers < 0 or self.precise_bn < 0:
+            raise ValueError("freeze_epochs, workers and precise_bn must not be negative")
+
+
+def resolved(config: ClassifierTrainConfig) -> ClassifierTrainConfig:
+    """The config with its defaults that depend on the architecture filled in (input_size)."""
+    if config.input_size is not None:
+        return config
+    return replace(config, input_size=ARCHITECTURES[config.arch].default_input)
+
+
+def epoch_lr(config: ClassifierTrainConfig, epoch: int, dwell_lr: float) -> float:
+    """The learning rate of `epoch` (1-based): dwell follows PlateauRule (`dwell_lr`, its current LR), fixed keeps
+    `lr`, cosine decays from `lr` at epoch 1 to `min_lr` at the last epoch."""
+    if config.lr_schedule == "dwell":
+        return dwell_lr
+    if config.lr_schedule == "fixed" or config.epochs <= 1:
+        return config.lr
+    t = min(max(epoch - 1, 0), config.epochs - 1) / (config.epochs - 1)
+    return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1.0 + math.cos(math.pi * t))
 
 
 @dataclass
@@ -179,7 +233,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     """The CLI options, one per ClassifierTrainConfig field (`--input-size` for input_size, `--no-augment` ...)."""
     parser = parser or argparse.ArgumentParser(
         prog="python -m classification.train",
-        description="Train the EfficientNet-B3 blast/normal classifier on a crop build. "
+        description="Train a blast/normal classifier (EfficientNet-B3 unless --arch) on a crop build. "
                     "Multi-process: torchrun --nproc_per_node N -m classification.train ...",
     )
     hints = typing.get_type_hints(ClassifierTrainConfig)

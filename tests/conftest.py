@@ -113,6 +113,17 @@ def census_slice(datasets_root):
 
 
 @pytest.fixture(scope="session")
+def crops(tmp_path_factory, datasets_root, census_slice) -> Path:
+    """A real crop build (`workbench dataset crops`) of one source image per split and dataset family, 64 px."""
+    need(BCCD_ROOT)
+    from workbench.builders.crop_set import CropBuildOptions, build_crops
+
+    out = tmp_path_factory.mktemp("crops") / "crops_v3"
+    build_crops(datasets_root, out, census_slice[0], CropBuildOptions(size=64, limit=1, seed=0))
+    return out
+
+
+@pytest.fixture(scope="session")
 def exported_weights(tmp_path_factory, bccd_image) -> Path:
     """A weights folder with copies of the shipped default detector and classifier and an OpenVINO and an ONNX
     export of each: the shipped exports where weights/ lists them for these weights, the others made here with
