@@ -29,13 +29,14 @@ log = logging.getLogger(__name__)
 EVAL_RUNS_DIR = eval_runs_dir()
 METRICS_NAME = "metrics.json"
 EXTERNAL_NAME = "external.txt"
-KINDS = ("detection", "classifier", "pipeline")
+KINDS = ("detection", "classifier", "pipeline", "comparison")
 # the headline numbers each kind's summary is guaranteed to hold (None where undefined for the data)
 SUMMARY_KEYS = {
     "detection": ("precision", "recall", "ap50", "ap50_95", "images", "instances"),
     "classifier": ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc"),
     "pipeline": ("wbc_precision", "wbc_recall", "blast_precision", "blast_recall", "blast_f1", "count_mae",
                  "image_sensitivity", "image_specificity"),
+    "comparison": ("runs", "reference", "test_crops", "best_f1_run", "best_f1"),   # `workbench compare`
 }
 
 

@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     # the commands' modules are imported here, not at the top: the launcher's window path (`workbench gui`) builds only
     # its own options and starts without them
     from workbench.cli.analyze import register as register_analyze
+    from workbench.cli.compare import register as register_compare
     from workbench.cli.dataset import register as register_dataset
     from workbench.cli.eval import register as register_eval
     from workbench.cli.export import register as register_export
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_train(sub)
     register_eval(sub)
     register_report(sub)
+    register_compare(sub)
     register_export(sub)
     register_bench(sub)
     return parser

@@ -32,20 +32,13 @@ def _detector_metrics(weights: Path, data: str, imgsz: int, device: str, split: 
 
 
 def _per_source_metrics(weights: Path, eval_list: Path, split: str, device: str, pixel_size: float | None,
-                        class_names: list[str]) -> dict:
+                        class_names: list[str], architecture: str) -> dict:
     """`workbench eval detection` on the build's eval list: per source and pooled, with false white cells per
     image; the run is saved beside the weights (eval_<split>/)."""
-    from workbench.app.config import load_config
-    from workbench.app.evaluation import run_detection_eval
-    from workbench.app.weights import Manifest, WeightsEntry as Entry
+    from workbench.app.trained_detector import eval_trained_detector
 
-    # the new weights are not in the manifest yet: a one-entry manifest beside them carries their pixel size
-    manifest = Manifest(weights.parent / "manifest.yaml", [Entry(
-        name=weights.stem, file=weights.name, task="detect", architecture="yolov8", class_names=class_names,
-        input_size=640,
-        sha256="", pixel_size_um=pixel_size)])
-    config = load_config(overrides={"detector": {"weights": str(weights), "device": device}})
-    outcome = run_detection_eval(eval_list, split, config, out=weights.parent / f"eval_{split}", manifest=manifest)
+    outcome = eval_trained_detector(weights, eval_list, split, device, weights.parent / f"eval_{split}", pixel_size,
+                                    class_names, architecture)
     keys = ("ap50", "ap50_95", "precision", "recall", "false_wbc_per_image", "images", "instances")
     return {"pooled": {k: outcome.metrics["summary"].get(k) for k in keys},
             **{name: {k: m.get(k) for k in keys} for name, m in outcome.metrics.get("per_source", {}).items()}}
@@ -90,19 +83,20 @@ def _run_train_detector(args) -> int:
     splits = [s for s in ("val", "test") if data_cfg.get(s)]
     eval_list = data.parent / "eval.yaml"   # written by `workbench dataset detection`: per source, native pixels
     pixel_size = (data_cfg.get("pixel_size") or {}).get("um_per_px")
-    from detection.predictor import load_yolo
+    from workbench.app.trained_detector import yolo_class_names
 
-    names = load_yolo(best).names
-    class_names = [names[i] for i in sorted(names)]
+    class_names = yolo_class_names(best)
+    architecture = Path(args.model).stem   # yolov8n, yolov5nu ...: the ultralytics config it was built from
     if eval_list.is_file():
-        metrics = {s: _per_source_metrics(best, eval_list, s, args.device, pixel_size, class_names) for s in splits}
+        metrics = {s: _per_source_metrics(best, eval_list, s, args.device, pixel_size, class_names, architecture)
+                   for s in splits}
         computed_by = f"workbench eval detection --data {eval_list} --split <split> (per source, as analyze runs)"
     else:
         metrics = {s: _detector_metrics(best, str(data), args.imgsz, args.device, s) for s in splits}
         computed_by = "ultralytics validator"
     entry = WeightsEntry(
         name=args.register or f"{Path(args.model).stem}-{args.name}", file=best.name, task="detect",
-        architecture=Path(args.model).stem, class_names=class_names, input_size=args.imgsz,
+        architecture=architecture, class_names=class_names, input_size=args.imgsz,
         sha256="", data=str(data), split="train: train, selected on: val, reported on: " + ", ".join(splits),
         metrics={"computed_by": computed_by, **metrics}, train=config.train_kwargs() | {
             "model": args.model, "pretrained": args.pretrained, "stain": config.stain,
