@@ -24,6 +24,7 @@ SMOKE_TESTED = {
     ("train", "detector"), ("train", "classifier"),
     ("eval", "detection"), ("eval", "classifier"), ("eval", "pipeline"), ("eval", "list"),
     ("export",), ("bench",),  # tests/cli/test_export.py runs both (export, then analyze / bench on the exports)
+    ("compare",),             # tests/app/test_compare.py runs it twice on a tiny comparison file
 }
 
 
