@@ -324,3 +324,26 @@ def test_workbench_train_classifier_writes_and_registers_manifest_entry(crops, t
     assert {"accuracy", "specificity", "roc_auc"} <= set(entry["metrics"]["test"])
     listed = Manifest.load(tmp_path / "weights" / "manifest.yaml").default("classify")
     assert listed.name == "b3-test" and listed.sha256 == sha256_file(tmp_path / "weights" / "b3-test.pt")
+
+
+def test_the_registered_numbers_are_what_eval_classifier_reproduces(crops, tmp_path):
+    """Issue 11: the manifest entry records the crop build's options and the test numbers at the stored threshold;
+    `workbench eval classifier` on the same crops gives exactly those numbers (a run on the whole split, as the
+    shipped one was: no max_per_split)."""
+    from workbench.app.config import load_config
+    from workbench.app.evaluation import run_classifier_eval
+    from workbench.cli.train import classifier_entry
+
+    out = tmp_path / "run"
+    train_classifier(_tiny_config(crops, out, max_per_split=None))
+    entry = classifier_entry(out / "best.pt", "tiny")
+    build = json.loads((crops / "build_report.json").read_text())["options"]
+    assert {k: entry.train["crop_build"][k] for k in build} == build
+    threshold = entry.metrics["threshold"]["threshold"]
+    assert f">= {threshold:g}" in entry.metrics["computed_by"]
+    config = load_config(overrides={"classifier": {"weights": str(out / "best.pt")}})
+    outcome = run_classifier_eval(crops, config, split="test", out=tmp_path / "eval")
+    summary, test = outcome.metrics["summary"], entry.metrics["test"]
+    assert outcome.metrics["thresholds"]["blast"] == pytest.approx(threshold)
+    for key in ("accuracy", "precision", "recall", "f1", "roc_auc"):
+        assert summary[key] == pytest.approx(test[key], abs=1e-9), key

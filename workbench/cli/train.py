@@ -114,6 +114,14 @@ def _run_train_detector(args) -> int:
     return 0
 
 
+def _relative(path: str) -> str:
+    """A path as the manifest shows it: relative to the working directory when under it (no machine's home in it)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def classifier_entry(best_path: Path, name: str) -> WeightsEntry:
     """The manifest entry of a trained classifier, from what its checkpoint meta records: data, split file (+ sha256),
     recipe and the measured validation and test metrics."""
@@ -126,7 +134,8 @@ def classifier_entry(best_path: Path, name: str) -> WeightsEntry:
     return WeightsEntry(
         name=name, file=Path(best_path).name, task="classify", architecture=spec.architecture,
         class_names=list(spec.class_names), input_size=int(spec.input_size), sha256="", data=str(config.get("data", "")),
-        split=f"by source image: {meta.get('split_file', 'split.csv')} (sha256 {meta.get('split_sha256', '?')}); "
+        split=f"by source image: {_relative(meta.get('split_file', 'split.csv'))} "
+              f"(sha256 {meta.get('split_sha256', '?')}); "
               f"train / val (model selection) / test (reported)",
         metrics={"computed_by": f"scikit-learn on the test split (blast = positive, p_blast >= {threshold:g}, the "
                                 f"operating threshold chosen on validation); `workbench eval classifier` reproduces it",
