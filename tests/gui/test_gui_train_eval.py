@@ -165,3 +165,29 @@ def test_eval_tab_shows_every_number_per_group(qtbot, window, eval_root, make_ev
     assert table.cell_text("pbc/healthy", "precision") == "–"
     view.select_run(1)                                    # a run without groups: no stale table
     assert not view.group_box.isVisibleTo(view)
+
+
+def test_eval_tab_shows_a_comparison_run_by_run_with_mcnemar(qtbot, window, eval_root, make_eval_run):
+    """A `workbench compare` run: one row per trained network (and detector) with McNemar's p against the
+    reference; the reference itself has none."""
+    import json
+
+    run = make_eval_run(eval_root, "20261126-130000-comparison", "classifier", "2026-11-26T13:00:00+00:00")
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["kind"] = "comparison"
+    metrics["comparison"] = {
+        "reference": "b3_dwell",
+        "rows": [{"run": "b3_dwell", "params": 10698306, "f1": 0.704, "f1_low": 0.6, "f1_high": 0.79, "n": 120},
+                 {"run": "resnet50", "params": 23512130, "f1": 0.867, "f1_low": 0.8, "f1_high": 0.92, "n": 120}],
+        "mcnemar": [{"run": "resnet50", "reference": "b3_dwell", "p_value": 0.0213}],
+        "detectors": [{"run": "yolov8n", "ap50": 0.322, "ms_per_image": 124.5}]}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    window.tabs.setCurrentWidget(window.eval_view)
+    view = window.eval_view
+    qtbot.waitUntil(lambda: view.run_list.count() == 3, timeout=5000)
+    view.select_run(0)
+    table = view.group_table
+    assert "b3_dwell" in view.group_title.text()
+    assert table.cell_text("resnet50", "mcnemar_p") == "0.021" and table.cell_text("b3_dwell", "mcnemar_p") == "–"
+    assert table.cell_text("resnet50", "f1") == "0.867" and table.cell_text("yolov8n", "ap50") == "0.322"
+    assert table.cell_text("resnet50", "params") == "23512130"

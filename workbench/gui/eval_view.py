@@ -28,8 +28,31 @@ KIND_NAMES = {"detection": "Detector", "classifier": "Classifier", "pipeline": "
 
 # the per-group table's columns, in this order, where the run has them
 GROUP_COLUMNS = ("images", "instances", "n", "n_blast", "accuracy", "precision", "recall", "specificity", "f1",
-                 "roc_auc", "ap50", "ap50_95", "false_wbc_per_image", "false_blasts_per_image", "blast_mae", "tp",
-                 "fp", "fn")
+                 "roc_auc", "mcnemar_p", "ap50", "ap50_95", "false_wbc_per_image", "false_blasts_per_image",
+                 "blast_mae", "tp", "fp", "fn", "params", "ms_per_crop", "ms_per_image")
+
+
+def group_numbers(data: dict) -> tuple[str, dict[str, dict]]:
+    """(title, {row name: {metric: number}}) of a run's per-group table: a comparison's runs (`workbench compare`,
+    with McNemar's p against its reference) and detectors, else the per-group or per-source numbers."""
+    comparison = data.get("comparison")
+    if isinstance(comparison, dict) and isinstance(comparison.get("rows"), list):
+        p_values = {m.get("run"): m.get("p_value") for m in comparison.get("mcnemar") or [] if isinstance(m, dict)}
+        rows: dict[str, dict] = {}
+        for row in [*comparison["rows"], *(comparison.get("detectors") or [])]:
+            if isinstance(row, dict) and row.get("run"):
+                # the 95 % intervals (`*_low`, `*_high`) stay in comparison.md / .csv: the table shows the estimates
+                # (and the recipe's words, arch / head / schedule, stay there too: the run's name says it)
+                values = {k: v for k, v in row.items()
+                          if not k.endswith(("_low", "_high")) and not isinstance(v, (str, dict, list))}
+                if row["run"] in p_values:
+                    values["mcnemar_p"] = p_values[row["run"]]
+                rows[str(row["run"])] = values
+        reference = comparison.get("reference", "?")
+        return (f"<b>Per run</b> (McNemar p against the reference <b>{reference}</b>; 95 % intervals in "
+                f"comparison.md)", rows)
+    groups = data.get("per_group") or data.get("per_source") or {}
+    return "<b>Per group</b> (lab / camera / diagnosis, or data source)", groups if isinstance(groups, dict) else {}
 
 
 def _read_only_table(columns: list[str]) -> QTableWidget:
@@ -152,7 +175,8 @@ class EvalView(QWidget):
         self.group_box = QWidget()
         group_layout = QVBoxLayout(self.group_box)
         group_layout.setContentsMargins(0, 0, 0, 0)
-        group_layout.addWidget(QLabel("<b>Per group</b> (lab / camera / diagnosis, or data source)"))
+        self.group_title = QLabel()
+        group_layout.addWidget(self.group_title)
         group_layout.addWidget(self.group_table)
         group_layout.addStretch(1)
         right = QVBoxLayout()
@@ -317,8 +341,9 @@ class EvalView(QWidget):
                     item = QTableWidgetItem(format_value(values.get(key)))
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                     self.class_table.setItem(row, column, item)
-        groups = data.get("per_group") or data.get("per_source") or {}
-        self.group_table.set_metrics(groups if isinstance(groups, dict) else {})
+        title, groups = group_numbers(data)
+        self.group_title.setText(title)
+        self.group_table.set_metrics(groups)
         self.group_box.setVisible(bool(groups))
         plots = dict(getattr(run, "plots", {}) or {})
 

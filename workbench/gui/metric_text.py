@@ -12,6 +12,7 @@ METRIC_NAMES = {
     "wbc_precision": "WBC precision", "wbc_recall": "WBC recall", "blast_precision": "Blast precision",
     "blast_recall": "Blast recall", "blast_f1": "Blast F1", "count_mae": "Count MAE (cells / image)",
     "image_sensitivity": "Image sensitivity", "image_specificity": "Image specificity", "support": "Support",
+    "mcnemar_p": "McNemar p", "ms_per_crop": "ms / crop", "ms_per_image": "ms / image", "params": "Parameters",
 }
 METRIC_HELP = {
     "precision": "Of the boxes (or blast calls) the model made, the fraction that are right: TP / (TP + FP)",
@@ -24,6 +25,9 @@ METRIC_HELP = {
     "auc": "Area under the ROC curve of p(blast)", "support": "Cells of this class in the test data",
     "count_mae": "Mean absolute error of the white-cell count per image",
     "false_wbc_per_image": "Boxes per image that match no true white cell",
+    "mcnemar_p": "McNemar's test against the comparison's reference (exact binomial, two-sided): a small p means the "
+                 "two models' errors differ on the same test cells",
+    "ms_per_crop": "Milliseconds per crop on the machine that ran the comparison",
 }
 
 def metric_name(key: str) -> str:
