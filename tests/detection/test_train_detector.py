@@ -13,6 +13,9 @@ from workbench.app.weights import Manifest, sha256_file
 def test_dataset_then_one_epoch_training_registers_weights(tmp_path, monkeypatch, capsys, datasets_root):
     from workbench.builders import bccd
 
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)                   # where the user runs it: no run folder may appear there
     real_build = bccd.build_bccd_yolo
     monkeypatch.setattr(bccd, "build_bccd_yolo", lambda *a, **k: real_build(*a, **{**k, "limit": 4}))
     assert main(["dataset", "bccd", "--datasets", str(datasets_root), "--out", str(tmp_path / "data")]) == 0
@@ -34,6 +37,9 @@ def test_dataset_then_one_epoch_training_registers_weights(tmp_path, monkeypatch
     from detection.predictor import WbcDetector
 
     assert WbcDetector(tmp_path / "weights" / "wbc-test.pt").class_names == ["wbc"]
+    # ultralytics' validator saves beside the weights, not in its settings' runs_dir (a runs/ folder wherever
+    # ultralytics first ran) nor in the working directory
+    assert (tmp_path / "runs" / "t" / "weights" / "val_test").is_dir() and list(work.iterdir()) == []
 
 
 def test_missing_data_yaml_is_one_line(tmp_path, capsys):

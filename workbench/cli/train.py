@@ -24,8 +24,10 @@ def _detector_metrics(weights: Path, data: str, imgsz: int, device: str, split: 
     import_ultralytics()
     from ultralytics import YOLO
 
+    # its save folder goes beside the weights (ultralytics' default, runs/detect/val-N, lands in the working dir)
     metrics = YOLO(str(weights)).val(data=data, split=split, imgsz=imgsz, device=device, plots=False,
-                                     verbose=False, batch=8, workers=0)
+                                     verbose=False, batch=8, workers=0, project=str(Path(weights).parent.resolve()),
+                                     name=f"val_{split}", exist_ok=True)
     box = metrics.box
     return {"precision": round(float(box.mp), 4), "recall": round(float(box.mr), 4),
             "ap50": round(float(box.map50), 4), "ap50_95": round(float(box.map), 4)}
