@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
-import cv2
 import numpy as np
 
 from workbench.core.errors import ClassifierLoadError
@@ -31,12 +30,16 @@ CLAHE_GRID = (8, 8)
 
 
 def _histeq(rgb: np.ndarray) -> np.ndarray:
+    import cv2   # here, not at the top: the command line's parsers read PREPROCESSING without loading OpenCV
+
     ycc = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)
     ycc[:, :, 0] = cv2.equalizeHist(np.ascontiguousarray(ycc[:, :, 0]))
     return cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
 
 
 def _clahe(rgb: np.ndarray) -> np.ndarray:
+    import cv2
+
     lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
     clahe = cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=CLAHE_GRID)
     lab[:, :, 0] = clahe.apply(np.ascontiguousarray(lab[:, :, 0]))

@@ -211,7 +211,7 @@ def test_voc_bccd_edit_export_yolo_train_one_epoch(bccd_root, tmp_path):
 def test_allidb_points_become_boxes_with_the_dataset_builders_method(tmp_path):
     import cv2
 
-    from conftest import ALLIDB1, need
+    from tests.conftest import ALLIDB1, need
     from workbench.core.segmentation import point_to_box
     from workbench.app.annotation.importers import import_points
 
