@@ -23,7 +23,7 @@ from typing import Any, Iterable, Sequence
 
 from PySide6.QtCore import QCoreApplication, QSettings, Qt, QThreadPool, QTimer, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage
-from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMessageBox, QSplitter, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMessageBox, QSplitter, QTabWidget, QWidget
 
 from workbench.app.session import ImageRecord, SessionModel
 from workbench.core.errors import WorkbenchError
@@ -36,7 +36,8 @@ from workbench.gui.display import RecordDisplay
 from workbench.gui.eval_view import EvalView
 from workbench.gui.exports import ExportController
 from workbench.gui.opening import SessionOpener
-from workbench.gui.panels import CellDetailsPanel, CountsPanel, GalleryPanel, ImageListPanel, MetadataPanel
+from workbench.gui.panels import (CellDetailsPanel, CountsPanel, GalleryPanel, ImageListPanel, MetadataPanel,
+                                 titled)
 from workbench.gui.review import ReviewPane
 from workbench.gui.review_tools import ReviewTools
 from workbench.gui.settings_dialog import GuiSettings, SettingsDialog, load_settings
@@ -109,15 +110,7 @@ class MainWindow(QMainWindow):
         self.gallery = GalleryPanel()
         right = QSplitter(Qt.Orientation.Vertical)
         for title, widget in (("Counts", self.counts), ("Cell", self.details), ("Cell gallery", self.gallery)):
-            box = QWidget()
-            box_layout = QVBoxLayout(box)
-            box_layout.setContentsMargins(2, 2, 2, 2)
-            box_layout.setSpacing(0)
-            heading = QLabel(f"<b>{title}</b>")
-            heading.setContentsMargins(4, 2, 4, 0)
-            box_layout.addWidget(heading)
-            box_layout.addWidget(widget, 1)
-            right.addWidget(box)
+            right.addWidget(titled(title, widget))
         right.setStretchFactor(0, 0)
         right.setStretchFactor(1, 0)
         right.setStretchFactor(2, 1)

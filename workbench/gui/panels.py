@@ -48,6 +48,19 @@ def crop_cell(image: QImage | None, cell: CellDetection, size: int, margin: floa
     return canvas
 
 
+def titled(title: str, widget: QWidget) -> QWidget:
+    """`widget` under a bold heading: one section of a dock's splitter."""
+    box = QWidget()
+    layout = QVBoxLayout(box)
+    layout.setContentsMargins(2, 2, 2, 2)
+    layout.setSpacing(0)
+    heading = QLabel(f"<b>{title}</b>")
+    heading.setContentsMargins(4, 2, 4, 0)
+    layout.addWidget(heading)
+    layout.addWidget(widget, 1)
+    return box
+
+
 def _fmt_pct(value: float) -> str:
     return f"{value:.1f} %"
 

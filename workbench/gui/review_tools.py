@@ -9,26 +9,15 @@ from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QInputDialog, QLabel, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QInputDialog, QSplitter
 
 from workbench.app.session import ImageRecord
 from workbench.gui.cam_panel import CamPanel
 from workbench.gui.label_list import LabelList
+from workbench.gui.panels import titled
 from workbench.gui.reclassify import CellReviewer
 from workbench.gui.session_gallery import SessionGallery
 from workbench.gui.workers import Worker, describe_error
-
-
-def titled(title: str, widget: QWidget) -> QWidget:
-    box = QWidget()
-    layout = QVBoxLayout(box)
-    layout.setContentsMargins(2, 2, 2, 2)
-    layout.setSpacing(0)
-    heading = QLabel(f"<b>{title}</b>")
-    heading.setContentsMargins(4, 2, 4, 0)
-    layout.addWidget(heading)
-    layout.addWidget(widget, 1)
-    return box
 
 
 class ReviewTools(QObject):
