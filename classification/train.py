@@ -53,7 +53,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from classification.dataset import CLASS_NAMES, SPLIT_FILE, CropDataset, CropRecord
 from classification.distributed import Dist, all_reduce_sum, barrier, gather, resolve_device
 from classification.architectures import AUX_WEIGHT, backbone_blocks, split_logits
-from classification.model import IMAGENET_MEAN, IMAGENET_STD, build_classifier, load_classifier, save_classifier
+from classification.model import IMAGENET_MEAN, IMAGENET_STD, build_classifier, save_classifier
 from classification.train_config import (BEST_NAME, LAST_NAME, LOG_FIELDS, LOG_NAME, SGD_MOMENTUM,
                                          ClassifierTrainConfig, PlateauRule, TrainResult, build_parser,
                                          config_from_args, epoch_lr, resolved)
@@ -502,13 +502,13 @@ def _evaluate_best(best_path: Path, val_ds: CropDataset, test_ds: CropDataset, c
                    device: torch.device) -> tuple[dict | None, dict | None]:
     """The saved best checkpoint (as shipped: fp16 weights): its operating threshold chosen on the validation crops,
     then its test metrics at that threshold, overall, per group and ALL-IDB only; all written into its meta."""
-    model, spec = load_classifier(best_path, device)
     # exactly the code path of `workbench eval classifier` (crop files resized as inference crops are), so the
-    # reported numbers are the ones that command reproduces
+    # reported numbers are the ones that command reproduces; its network and spec are the ones re-saved below
     from classification.evaluate import CropSample, predict_crops
     from classification.predictor import BlastClassifier
 
     classifier = BlastClassifier(best_path, device=str(device), batch=config.batch)
+    model, spec = classifier.model, classifier.spec
 
     def scores(ds: CropDataset) -> tuple[np.ndarray, np.ndarray]:
         samples = [CropSample(ds.root / r.file, r.label, r.extra_normal) for r in ds.records]
