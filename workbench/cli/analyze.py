@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from workbench.cli.args import EXIT_OK, EXIT_PARTIAL, add_backend_arg
+from workbench.cli.args import EXIT_OK, EXIT_PARTIAL, add_backend_arg, add_config_arg
 from workbench.core.errors import WorkbenchError
 from workbench.core.text import printable
 
@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sample-id", metavar="ID", help="sample / patient ID stored with every image's results")
     p.add_argument("--max-pixels", type=int, metavar="N", help="refuse images with more pixels (default 100000000)")
     p.add_argument("--no-png", action="store_true", help="do not write annotated PNGs")
-    p.add_argument("--config", type=Path, metavar="YAML", help="settings file overriding workbench/cfg/default.yaml")
+    add_config_arg(p)
     p.set_defaults(func=_run_analyze)
 
 

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from workbench.cli.args import EXIT_OK, positive_int
+from workbench.cli.args import EXIT_OK, add_config_arg, positive_int
 
 BACKENDS = ("auto", "torch", "openvino", "onnxruntime")
 
@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeat", type=positive_int, default=3, metavar="N", help="timed runs per image (default 3)")
     p.add_argument("--detector", metavar="W", help="detector weights (default: the manifest's default)")
     p.add_argument("--classifier", metavar="W", help="classifier weights (default: the manifest's default)")
-    p.add_argument("--config", type=Path, metavar="YAML", help="settings file overriding workbench/cfg/default.yaml")
+    add_config_arg(p)
     p.set_defaults(func=_run_bench)
 
 

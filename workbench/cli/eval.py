@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from workbench.core.text import printable
-from workbench.cli.args import add_backend_arg, add_config_arg, configured_paths, fraction, positive_int
-
-EXIT_OK, EXIT_PARTIAL = 0, 1
+from workbench.cli.args import (EXIT_OK, EXIT_PARTIAL, add_backend_arg, add_config_arg, configured_paths, fraction,
+                                positive_int)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,7 +43,7 @@ def _common_out(p: argparse.ArgumentParser) -> None:
                         "under $SMEAR_EVAL_RUNS)")
     p.add_argument("--device", metavar="DEV", help="cpu (default), cuda, cuda:0 ...")
     add_backend_arg(p)
-    p.add_argument("--config", type=Path, metavar="YAML", help="settings file overriding workbench/cfg/default.yaml")
+    add_config_arg(p)
     p.add_argument("--trust-weights", action="store_true",
                    help="load a detector file even if its pickle names code outside the model classes")
 
@@ -182,11 +181,6 @@ class _Bar:
             self.bar.close()
 
 
-def _bar(desc: str) -> tuple[_Bar, _Bar]:
-    bar = _Bar(desc)
-    return bar, bar
-
-
 def _f(value: Any, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -196,9 +190,9 @@ def _run_detection(args: argparse.Namespace) -> int:
 
     config = _config(args, {"weights": args.weights, "conf": args.conf, "iou": args.iou, "imgsz": args.imgsz,
                             "device": args.device})
-    bar, progress = _bar("eval detection")
+    bar = _Bar("eval detection")
     try:
-        outcome = run_detection_eval(args.data, args.split, config, args.out, progress)
+        outcome = run_detection_eval(args.data, args.split, config, args.out, bar)
     finally:
         bar.close()
     s, t = outcome.metrics["summary"], outcome.metrics["thresholds"]
@@ -217,10 +211,10 @@ def _run_classifier(args: argparse.Namespace) -> int:
     from workbench.app.evaluation import run_classifier_eval
 
     config = _config(args, classifier={"weights": args.weights, "device": args.device, "batch": args.batch})
-    bar, progress = _bar("eval classifier")
+    bar = _Bar("eval classifier")
     try:
         outcome = run_classifier_eval(args.data, config, args.split, args.compare, args.threshold, args.out,
-                                      progress, include_extra_normal=not args.no_extra_normal)
+                                      bar, include_extra_normal=not args.no_extra_normal)
     finally:
         bar.close()
     m = outcome.metrics
@@ -244,9 +238,9 @@ def _run_pipeline(args: argparse.Namespace) -> int:
 
     config = _config(args, {"weights": args.detector, "conf": args.conf, "device": args.device},
                      {"weights": args.classifier, "device": args.device})
-    bar, progress = _bar("eval pipeline")
+    bar = _Bar("eval pipeline")
     try:
-        outcome = run_pipeline_eval(args.images, args.labels, config, args.points, args.names, args.out, progress)
+        outcome = run_pipeline_eval(args.images, args.labels, config, args.points, args.names, args.out, bar)
     finally:
         bar.close()
     for line in outcome.failed:
