@@ -13,8 +13,6 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from classification.records import ClassifierSpec
 from workbench.core.errors import ClassifierLoadError
 from workbench.core.runtimes import RUNTIMES, model_file, open_runtime, read_sidecar
@@ -75,11 +73,3 @@ class ExportedClassifierNet:
 
     def to(self, *_: Any, **__: Any) -> "ExportedClassifierNet":
         return self
-
-
-def logits_of(net, batch: np.ndarray) -> np.ndarray:
-    """Logits of a float32 NCHW batch by a torch network or an exported one (for comparisons)."""
-    import torch
-
-    with torch.inference_mode():
-        return net(torch.from_numpy(batch)).float().numpy()

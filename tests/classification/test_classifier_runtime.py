@@ -8,6 +8,15 @@ import pytest
 
 from workbench.core.errors import ClassifierLoadError
 
+
+def logits_of(net, batch: np.ndarray) -> np.ndarray:
+    """Logits of a float32 NCHW batch by a torch network or an exported one (ExportedClassifierNet)."""
+    import torch
+
+    with torch.inference_mode():
+        return net(torch.from_numpy(batch)).float().numpy()
+
+
 @pytest.fixture(scope="module")
 def shipped(exported_weights):
     """The shipped default classifier and its OpenVINO and ONNX exports (tests/conftest.py exported_weights): an
@@ -25,7 +34,6 @@ def reference(shipped):
     """PyTorch on 5 real ALL-IDB2 cells (blasts and normal cells), cropped as analyze crops a cell: the classifier,
     the network input, its logits and the probabilities (computed once: B3 on PyTorch is the slow part)."""
     from classification.predictor import BlastClassifier
-    from classification.runtime import logits_of
     from tests.conftest import ALLIDB2, need
     from workbench.core.crops import crop_cell, to_tensor_batch
     from workbench.core.images import load_image
@@ -42,7 +50,7 @@ def reference(shipped):
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 def test_exported_classifier_is_the_checkpoint(shipped, reference, backend):
     from classification.predictor import BlastClassifier
-    from classification.runtime import ExportedClassifierNet, logits_of
+    from classification.runtime import ExportedClassifierNet
 
     classifier, crops, batch, logits, probs = reference
     net = ExportedClassifierNet(shipped[1][backend], backend)
