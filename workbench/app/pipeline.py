@@ -47,23 +47,42 @@ def check_device(device: str) -> None:
         raise ConfigError(f"device '{device}' asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
 
 
+def _weights_on_backend(section, task: str, what: str, manifest: Manifest,
+                        open_export: Callable[[Path, str], Any], load_error: type[Exception]):
+    """(resolved weights, Chosen backend) of one model's settings section: the device checked first, an exported
+    copy opened by `open_export` when the backend asks for one (its load error said as a WeightsError). A torch
+    backend leaves `Chosen.model` None: the predictor loads the checkpoint itself."""
+    check_device(section.device)
+    resolved = resolve_weights(section.weights, task, manifest)
+
+    def exported(path: Path, backend: str):
+        try:
+            return open_export(path, backend)
+        except load_error as exc:
+            raise WeightsError(str(exc)) from None
+
+    return resolved, choose(section.backend, section.device, what, resolved, manifest, exported, lambda: None)
+
+
+def _exported_detector(path: Path, backend: str):
+    from detection.runtime import ExportedYolo
+
+    return ExportedYolo(path, backend)
+
+
+def _exported_classifier(path: Path, backend: str):
+    from classification.runtime import ExportedClassifierNet
+
+    return ExportedClassifierNet(path, backend)
+
+
 def load_detector(config: Settings, manifest: Manifest):
     from detection import DetectorLoadError, TilingConfig
     from detection.predictor import WbcDetector
 
     det = config.detector
-    check_device(det.device)
-    resolved = resolve_weights(det.weights, "detect", manifest)
-
-    def exported(path: Path, backend: str):
-        from detection.runtime import ExportedYolo
-
-        try:
-            return ExportedYolo(path, backend)
-        except DetectorLoadError as exc:
-            raise WeightsError(str(exc)) from None
-
-    chosen = choose(det.backend, det.device, "detector", resolved, manifest, exported, lambda: None)
+    resolved, chosen = _weights_on_backend(det, "detect", "detector", manifest, _exported_detector,
+                                           DetectorLoadError)
     try:
         tiling = TilingConfig(**config["tiling"])
         pixel_size = resolved.entry.pixel_size_um if resolved.entry is not None else None
@@ -87,18 +106,8 @@ def load_classifier_weights(config: Settings, manifest: Manifest):
     from classification.predictor import BlastClassifier
 
     cls_cfg = config.classifier
-    check_device(cls_cfg.device)
-    resolved = resolve_weights(cls_cfg.weights, "classify", manifest)
-
-    def exported(path: Path, backend: str):
-        from classification.runtime import ExportedClassifierNet
-
-        try:
-            return ExportedClassifierNet(path, backend)
-        except ClassifierLoadError as exc:
-            raise WeightsError(str(exc)) from None
-
-    chosen = choose(cls_cfg.backend, cls_cfg.device, "classifier", resolved, manifest, exported, lambda: None)
+    resolved, chosen = _weights_on_backend(cls_cfg, "classify", "classifier", manifest, _exported_classifier,
+                                           ClassifierLoadError)
     try:
         classifier = BlastClassifier(resolved.path, device=cls_cfg.device, batch=cls_cfg.batch,
                                      margin=cls_cfg.margin, blast_class=cls_cfg.blast_class, net=chosen.model)
