@@ -29,7 +29,6 @@ its source, group (lab / camera), diagnosis, cell type, box and pixel size), `al
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 import math
@@ -333,11 +332,3 @@ def _write_split_file(path: Path, records: Sequence[CropRecord]) -> None:
         writer.writeheader()
         for rec in sorted(records, key=lambda r: (SPLITS.index(r.split), r.file)):
             writer.writerow(rec.row())
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

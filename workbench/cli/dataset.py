@@ -176,7 +176,8 @@ def _run_detection(args) -> int:
 
 
 def _run_crops(args) -> int:
-    from workbench.builders.crop_set import CropBuildOptions, build_crops, file_sha256
+    from workbench.builders.crop_set import CropBuildOptions, build_crops
+    from workbench.core.fileio import sha256_file
 
     root = _root(args)
     sources = tuple(args.sources.split(","))
@@ -185,7 +186,7 @@ def _run_crops(args) -> int:
     options = CropBuildOptions(
         size=args.size, field_um=args.field_um, margin=args.margin, seed=args.seed, limit=args.limit,
         sources=sources, census=str(args.census or ""),
-        census_sha256=file_sha256(args.census) if args.census else "",
+        census_sha256=sha256_file(args.census) if args.census else "",
         census_detector=f"{detector.get('name', '')} {detector.get('sha256', '')}".strip())
     try:
         report = build_crops(root, args.out, census, options)

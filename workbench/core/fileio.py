@@ -1,12 +1,13 @@
 """Atomic file writes, shared by every writer in the project (labels, checkpoints, results, manifests).
 
 Write to a temp file in the target folder, fsync, then rename over the target: a crash or kill mid-write leaves the
-previous file intact, never a half-written one (a same-filesystem rename is atomic). Lives in `detection` because
-`detection` and `classification` must not depend on the app; `classification` and `workbench` import it from here.
+previous file intact, never a half-written one (a same-filesystem rename is atomic). Lives on the bottom floor
+(workbench.core) so that every floor above, the models and the dataset builders included, can import it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from contextlib import contextmanager
@@ -37,6 +38,15 @@ def atomic_open(path: Path | str, mode: str = "wb") -> Iterator[IO]:
 def write_atomic(path: Path | str, data: str | bytes) -> None:
     with atomic_open(path, "wb" if isinstance(data, bytes) else "w") as handle:
         handle.write(data)
+
+
+def sha256_file(path: Path | str) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB chunks (weights and censuses can be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def check_build_dir(out_dir: Path, marker: str) -> None:
