@@ -30,21 +30,24 @@ def user_data_dir() -> Path:
     return Path(base).expanduser() / "smear-workbench"
 
 
+def _chosen(configured: str | Path | None, variable: str) -> Path | None:
+    """The folder a setting names, else the one the environment variable names, else None (the default applies)."""
+    value = configured or os.environ.get(variable)
+    return Path(value).expanduser() if value else None
+
+
 def cases_dir() -> Path:
     """Where the cases of image folders are kept (workbench.app.case): `SMEAR_CASES_DIR`, else
     `<user data>/cases` (never the image folders themselves, which are often shared or read-only data)."""
-    env = os.environ.get("SMEAR_CASES_DIR")
-    return Path(env).expanduser() if env else user_data_dir() / "cases"
+    return _chosen(None, "SMEAR_CASES_DIR") or user_data_dir() / "cases"
 
 
 def weights_dir(configured: str | Path | None = None) -> Path:
     """The `paths.weights` setting, else `SMEAR_WEIGHTS_DIR`, else the checkout's `weights/`, else the weights
     installed with the package."""
-    if configured:
-        return Path(configured).expanduser()
-    env = os.environ.get("SMEAR_WEIGHTS_DIR")
-    if env:
-        return Path(env).expanduser()
+    chosen = _chosen(configured, "SMEAR_WEIGHTS_DIR")
+    if chosen:
+        return chosen
     checkout = source_checkout()
     if checkout is not None and (checkout / "weights" / MANIFEST_NAME).is_file():
         return checkout / "weights"
@@ -54,22 +57,10 @@ def weights_dir(configured: str | Path | None = None) -> Path:
 def eval_runs_dir(configured: str | Path | None = None) -> Path:
     """The `paths.eval_runs` setting, else `SMEAR_EVAL_RUNS`, else the checkout's `runs/eval/`, else
     `<user data>/runs/eval`."""
-    if configured:
-        return Path(configured).expanduser()
-    env = os.environ.get("SMEAR_EVAL_RUNS")
-    if env:
-        return Path(env).expanduser()
-    checkout = source_checkout()
-    return (checkout if checkout is not None else user_data_dir()) / "runs" / "eval"
+    return _chosen(configured, "SMEAR_EVAL_RUNS") or (source_checkout() or user_data_dir()) / "runs" / "eval"
 
 
 def datasets_dir(configured: str | Path | None = None) -> Path:
     """The `paths.datasets` setting, else `SMEAR_DATASETS`, else `../shared/datasets` beside the checkout (or beside
     the working folder)."""
-    if configured:
-        return Path(configured).expanduser()
-    env = os.environ.get("SMEAR_DATASETS")
-    if env:
-        return Path(env).expanduser()
-    checkout = source_checkout()
-    return (checkout if checkout is not None else Path.cwd()).parent / "shared" / "datasets"
+    return _chosen(configured, "SMEAR_DATASETS") or (source_checkout() or Path.cwd()).parent / "shared" / "datasets"
