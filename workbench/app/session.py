@@ -210,12 +210,16 @@ class SessionModel(Observable):
                 continue
             known.add(resolved)
             added.append(ImageRecord(path=item.path))
+        self._append(added)
+        return added, problems
+
+    def _append(self, added: list[ImageRecord]) -> None:
+        """New records at the end, said to observers; the first becomes current when none is."""
         if added:
             self.records.extend(added)
             self.notify("records_added", added)
             if self.current_index < 0:
                 self.set_current(self.records.index(added[0]))
-        return added, problems
 
     def clear(self) -> None:
         self.records.clear()
@@ -392,11 +396,7 @@ class SessionModel(Observable):
                 added.append(record)
             else:
                 self.notify("record_changed", record)
-        if added:
-            self.records.extend(added)
-            self.notify("records_added", added)
-            if self.current_index < 0:
-                self.set_current(self.records.index(added[0]))
+        self._append(added)
         return added
 
 
