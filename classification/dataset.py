@@ -39,8 +39,6 @@ __all__ = ["CLASS_INDEX", "CLASS_NAMES", "CSV_FIELDS", "REPORT_FILE", "REQUIRED_
 
 log = logging.getLogger(__name__)
 
-_IMAGE_EXTS = IMAGE_EXTENSIONS
-
 
 def _read_rgb(path: Path) -> np.ndarray | None:
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # 8-bit BGR whatever the file holds
@@ -94,7 +92,7 @@ class CropDataset:
             if not folder.is_dir():
                 continue
             for path in sorted(folder.iterdir()):
-                if path.suffix.lower() in _IMAGE_EXTS:
+                if path.suffix.lower() in IMAGE_EXTENSIONS:
                     records.append(CropRecord(str(path.relative_to(root)), name, split or "", "", "", 0, 0, 0, 0,
                                               extra_normal=path.name.startswith("bccd_")))
         if not records:

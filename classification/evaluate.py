@@ -173,9 +173,12 @@ def _from_csv(path: Path, known: list[str], split: str) -> tuple[list[CropSample
     return samples, split if has_split else None
 
 
-def _load_crop(path: Path, size: int) -> np.ndarray:
+def load_crop_image(path: Path, size: int) -> np.ndarray:
+    """A crop file as the network input side `size` (RGB uint8, aspect kept, padded), exactly as predict_crops
+    prepares it; DatasetFormatError when it is missing or unreadable."""
     from workbench.core.crops import crop_cell
 
+    path = Path(path)
     try:
         with pil_open(path) as im:
             rgb = np.asarray(im.convert("RGB"))
@@ -188,12 +191,6 @@ def _load_crop(path: Path, size: int) -> np.ndarray:
     return crop_cell(rgb, (0, 0, w, h), 0.0, size)
 
 
-def load_crop_image(path: Path, size: int) -> np.ndarray:
-    """A crop file as the network input side `size` (RGB uint8, aspect kept, padded), exactly as predict_crops
-    prepares it; DatasetFormatError when it is missing or unreadable."""
-    return _load_crop(Path(path), size)
-
-
 def predict_crops(classifier, samples: Sequence[CropSample], blast_class: str = "blast",
                   progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """p(blast) per crop, with a loaded BlastClassifier; crops are read and run `classifier.batch` at a time."""
@@ -201,7 +198,7 @@ def predict_crops(classifier, samples: Sequence[CropSample], blast_class: str = 
     out = []
     for start in range(0, len(samples), classifier.batch):
         chunk = samples[start : start + classifier.batch]
-        crops = [_load_crop(s.path, classifier.input_size) for s in chunk]
+        crops = [load_crop_image(s.path, classifier.input_size) for s in chunk]
         out.append(classifier.predict_proba(crops)[:, blast])
         if progress is not None:
             progress(start + len(chunk), len(samples))
