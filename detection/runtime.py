@@ -5,8 +5,9 @@ Around the network this does what ultralytics' `DetectionPredictor` does around 
 functions: the same `LetterBox` (minimal stride padding when a batch shares one shape, as for a PyTorch or a
 dynamic-shape model), BGR to RGB, /255, then the same `non_max_suppression` and `scale_boxes`. Only the network in
 the middle differs, so the boxes are those of the PyTorch path up to float rounding
-(tests/detection/test_runtime.py measures it on real smears). The runtime is opened by `workbench.core.runtimes`
-rather than by ultralytics' AutoBackend, whose OpenVINO defaults run in bfloat16 on CPUs that have it.
+(tests/detection/test_detector_runtime.py measures it on real smears). The runtime is opened by
+`workbench.core.runtimes` rather than by ultralytics' AutoBackend, whose OpenVINO defaults run in bfloat16 on CPUs
+that have it.
 """
 
 from __future__ import annotations
