@@ -66,25 +66,9 @@ class Worker(QRunnable):
         self.signals.finished.connect(self._forget)
 
     # the signals, reachable as worker.yielded etc. (as superqt's workers)
-    @property
-    def started(self):
-        return self.signals.started
-
-    @property
-    def yielded(self):
-        return self.signals.yielded
-
-    @property
-    def returned(self):
-        return self.signals.returned
-
-    @property
-    def errored(self):
-        return self.signals.errored
-
-    @property
-    def finished(self):
-        return self.signals.finished
+    started, yielded, returned, errored, finished = (
+        property(lambda self, name=name: getattr(self.signals, name))
+        for name in ("started", "yielded", "returned", "errored", "finished"))
 
     def start(self, pool: QThreadPool | None = None) -> "Worker":
         self.pool = pool or QThreadPool.globalInstance()
