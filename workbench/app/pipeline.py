@@ -19,7 +19,7 @@ from classification.band import in_band
 from workbench import __version__
 from workbench.app.config import Settings, load_config
 from workbench.core.errors import ConfigError, ImageLoadError, WeightsError, WorkbenchError
-from workbench.core.images import ImageInput, collect_inputs, load_image
+from workbench.core.images import ImageInput, load_image
 from workbench.app.band import classifier_band
 from workbench.app.nested import merge_nested
 from workbench.app.pixel_size import PixelSizeRuler
@@ -267,9 +267,3 @@ class SmearAnalyzer:
             if progress is not None:
                 progress(done, len(items), result)
         return batch
-
-
-def analyze_paths(paths: Iterable[Path | str], config: Settings, sample_id: str | None = None,
-                  progress: ProgressCallback | None = None) -> BatchResult:
-    analyzer = SmearAnalyzer.from_config(config)
-    return analyzer.analyze(collect_inputs(paths, config.images.extensions), sample_id, progress)
