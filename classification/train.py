@@ -32,7 +32,6 @@ rank takes the same early-stopping / LR decisions.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 import os
@@ -62,7 +61,7 @@ from classification.band import choose_band
 from classification.train_state import _cpu_copy, _load_state, _save_state, _seed_all, _set_rng_state
 from classification.train_metrics import (BLAST, _num, _val_metrics, binary_metrics, choose_threshold,
                                           group_metrics, sample_group, sample_weights)
-from workbench.core.fileio import atomic_open
+from workbench.core.fileio import atomic_open, sha256_file
 
 __all__ = ["ClassifierTrainConfig", "PlateauRule", "TrainResult", "binary_metrics", "build_parser",
            "build_transforms", "choose_threshold", "config_from_args", "group_metrics", "main", "sample_group",
@@ -82,14 +81,6 @@ def _split_file(data: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"crop split file not found: {path} (build one with classification.dataset)")
     return path.resolve()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _subset_records(records: list[CropRecord], n: int | None, seed: int) -> list[CropRecord]:
@@ -362,7 +353,7 @@ def _train(config: ClassifierTrainConfig, dist: Dist, device: torch.device) -> T
     _seed_all(config.seed + dist.rank)
 
     split_file = _split_file(config.data)
-    split_sha = _sha256(split_file)
+    split_sha = sha256_file(split_file)
     datasets = _datasets(config, split_file)
     summary = _data_summary(datasets, split_file)
     if dist.main:

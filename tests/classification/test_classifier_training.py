@@ -241,14 +241,14 @@ def test_cli_mirrors_config():
 
 def test_one_epoch_writes_loadable_best_checkpoint(trained, crops, bccd_image):
     from classification import BlastClassifier, load_classifier
-    from classification.train import _sha256
+    from workbench.core.fileio import sha256_file
 
     out, result = trained
     assert Path(result.best_path) == out / "best.pt" and result.best_epoch == 1 and result.last_epoch == 1
     model, spec = load_classifier(out / "best.pt")
     assert spec.class_names == ["blast", "normal"] and spec.input_size == SIZE
     meta = spec.meta
-    assert meta["epoch"] == 1 and meta["split_sha256"] == _sha256(crops / "split.csv")
+    assert meta["epoch"] == 1 and meta["split_sha256"] == sha256_file(crops / "split.csv")
     assert meta["config"]["input_size"] == SIZE and "loss" in meta["val"]
     for key in ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc"):
         assert key in meta["test"] and key in meta["test_allidb"]
