@@ -191,3 +191,9 @@ def test_eval_tab_shows_a_comparison_run_by_run_with_mcnemar(qtbot, window, eval
     assert table.cell_text("resnet50", "mcnemar_p") == "0.021" and table.cell_text("b3_dwell", "mcnemar_p") == "–"
     assert table.cell_text("resnet50", "f1") == "0.867" and table.cell_text("yolov8n", "ap50") == "0.322"
     assert table.cell_text("resnet50", "params") == "23512130"
+
+
+def test_small_numbers_are_not_shown_as_zero():
+    from workbench.gui.metric_text import format_value
+
+    assert format_value(3.2e-06) == "3.2e-06" and format_value(0.0) == "0.000" and format_value(0.0213) == "0.021"

@@ -45,6 +45,8 @@ def format_value(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
+        if 0 < abs(value) < 0.001:       # a McNemar p of 3e-06 is not "0.000"
+            return f"{value:.1e}"
         return f"{value:.4g}" if abs(value) >= 10 else f"{value:.3f}"
     if value is None:
         return "–"
