@@ -55,6 +55,20 @@ def allidb1_split(
     return dict(sorted(split.items()))
 
 
+def allidb1_slice(allidb_root: Path, seed: int = 0, limit: int | None = None) -> dict[str, str]:
+    """allidb1_split cut to the images a `--limit N` build uses: the first N by name of each split (all without)."""
+    split = allidb1_split(allidb_root, seed)
+    if not limit:
+        return split
+    taken: dict[str, int] = {}
+    out: dict[str, str] = {}
+    for name, part in split.items():
+        if taken.get(part, 0) < limit:
+            taken[part] = taken.get(part, 0) + 1
+            out[name] = part
+    return out
+
+
 def _image_label(name: str) -> str:
     """"1" (ALL patient) or "0" (healthy) from ImNNN_L.jpg."""
     label = Path(name).stem.rsplit("_", 1)[-1]

@@ -44,7 +44,7 @@ from typing import Any, Iterator, Sequence
 import cv2
 import numpy as np
 
-from workbench.builders.allidb_split import allidb1_split, write_split_csv
+from workbench.builders.allidb_split import allidb1_slice, allidb1_split, write_split_csv
 from workbench.builders.census import ImageCensus, non_blast_label
 from workbench.builders.crop_records import (
     CLASS_NAMES,
@@ -160,14 +160,9 @@ class _Image:
 
 def _allidb1(root: Path, census: dict[str, ImageCensus], seed: int, limit: int | None,
              skipped: Counter) -> Iterator[_Image]:
-    split = allidb1_split(root, seed)
-    taken: Counter = Counter()
-    for name, part in split.items():
-        if limit and taken[part] >= limit:
-            continue
+    for name, part in allidb1_slice(root, seed, limit).items():
         if name not in census:
             raise ValueError(f"the census has no entry for {name}: rebuild it (workbench dataset census)")
-        taken[part] += 1
         c = census[name]
         cells = []
         for cell in c.cells:

@@ -47,7 +47,7 @@ import cv2
 import numpy as np
 import yaml
 
-from workbench.builders.allidb_split import allidb1_split
+from workbench.builders.allidb_split import allidb1_slice
 from workbench.builders.bccd import BCCD_SPLITS, _read_split
 from workbench.builders.census import ImageCensus
 from workbench.core.boxes import box_iou
@@ -182,16 +182,11 @@ def txl_images(txl_root: Path, limit: int | None = None) -> list[SourceImage]:
 
 def allidb_images(allidb_root: Path, census: dict[str, ImageCensus], seed: int = 0,
                   limit: int | None = None) -> list[SourceImage]:
-    """ALL-IDB1 by THE ALL-IDB1 split (workbench.builders.allidb_split.allidb1_split), every census cell a wbc box."""
-    split = allidb1_split(allidb_root, seed)
+    """ALL-IDB1 by THE ALL-IDB1 split (workbench.builders.allidb_split.allidb1_slice), every census cell a wbc box."""
     out = []
-    counts: Counter = Counter()
-    for name, part in split.items():
-        if limit and counts[part] >= limit:
-            continue
+    for name, part in allidb1_slice(allidb_root, seed, limit).items():
         if name not in census:
             raise ValueError(f"the census has no entry for {name}: rebuild it (workbench dataset census)")
-        counts[part] += 1
         c = census[name]
         group = f"allidb1_{camera_name(c.width, c.height)}_{c.diagnosis}"
         out.append(SourceImage("allidb1", group, part, allidb_root / "ALL_IDB1" / "im" / name,

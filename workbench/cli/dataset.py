@@ -76,10 +76,10 @@ def slice_names(root: Path, limit: int | None, seed: int = 0) -> list[str] | Non
     """The ALL-IDB1 images a `--limit N` build uses: the first N by name of each split (None: all)."""
     if limit is None:
         return None
-    from workbench.builders.allidb_split import allidb1_split
+    from workbench.builders.allidb_split import SPLITS, allidb1_slice
 
-    split = allidb1_split(root / "all-idb", seed)
-    return [n for part in ("train", "val", "test") for n in [k for k, v in split.items() if v == part][:limit]]
+    names = allidb1_slice(root / "all-idb", seed, limit)
+    return sorted(names, key=lambda name: SPLITS.index(names[name]))   # by split, then by name (a stable sort)
 
 
 def make_census(root: Path, detector_spec: str, limit: int | None = None, device: str = "cpu",
