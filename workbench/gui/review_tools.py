@@ -88,8 +88,13 @@ class ReviewTools(QObject):
         record, selected = self.window.model.current, self.window.gallery.selected_id
         return [(record, selected)] if record is not None and selected >= 0 else []
 
+    def selected_targets(self) -> list[tuple[ImageRecord, int]]:
+        """The cells a label chosen now acts on: the session gallery's selection, else the viewer's, else the
+        image gallery's."""
+        return self.gallery.selected() or self.reviewer.viewer_targets() or self.image_gallery_targets()
+
     def selected_cell(self) -> tuple[ImageRecord, int] | None:
-        targets = self.gallery.selected() or self.reviewer.viewer_targets() or self.image_gallery_targets()
+        targets = self.selected_targets()
         return targets[0] if targets else None
 
     def _show_from_gallery(self, record: ImageRecord, cell_id: int) -> None:
@@ -101,7 +106,7 @@ class ReviewTools(QObject):
         self._update_current()
 
     def _label_chosen(self, label: str) -> None:
-        targets = self.gallery.selected() or self.reviewer.viewer_targets() or self.image_gallery_targets()
+        targets = self.selected_targets()
         if targets:
             self.reviewer.reclassify(targets, label)
         else:
