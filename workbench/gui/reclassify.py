@@ -177,7 +177,8 @@ class CellReviewer(QObject):
     def next_cell(self) -> tuple[ImageRecord, int] | None:
         """Show the next cell nobody has reviewed (after the selected one), in its smear."""
         current = self.model.current
-        after = self.viewer_targets()[0][1] if self.viewer_targets() else -1
+        targets = self.viewer_targets()
+        after = targets[0][1] if targets else -1
         found = next_unreviewed_cell(self.model.records, self.model.threshold, current, after)
         if found is None:
             self.window.statusBar().showMessage("Every shown cell has been reviewed.", 6000)
