@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from workbench.cli.args import EXIT_OK, EXIT_PARTIAL, add_backend_arg, add_config_arg
+from workbench.cli.args import EXIT_OK, EXIT_PARTIAL, add_backend_arg, add_config_arg, command_settings
 from workbench.core.errors import WorkbenchError
 from workbench.core.text import printable
 
@@ -42,36 +42,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_analyze)
 
 
-def _analyze_overrides(args: argparse.Namespace) -> dict:
-    overrides: dict = {"detector": {}, "classifier": {}, "tiling": {}, "images": {}, "output": {}}
-    for key, value in (("weights", args.detector), ("conf", args.conf), ("iou", args.iou), ("imgsz", args.imgsz),
-                       ("device", args.device)):
-        if value is not None:
-            overrides["detector"][key] = value
-    if args.trust_weights:
-        overrides["detector"]["trust_weights"] = True
-    if args.classifier is not None:
-        overrides["classifier"]["weights"] = args.classifier
-    if args.device is not None:
-        overrides["classifier"]["device"] = args.device
-    if args.backend is not None:
-        overrides["detector"]["backend"] = overrides["classifier"]["backend"] = args.backend
-    if args.tile is not None:
-        overrides["tiling"]["mode"] = args.tile
-    if args.max_pixels is not None:
-        overrides["images"]["max_pixels"] = args.max_pixels
-    if args.no_png:
-        overrides["output"]["png"] = False
-    return {k: v for k, v in overrides.items() if v}
-
-
 def _run_analyze(args: argparse.Namespace) -> int:
-    from workbench.app.config import load_config
     from workbench.app.outputs import RunWriter
     from workbench.app.pipeline import SmearAnalyzer
     from workbench.core.images import collect_inputs
 
-    config = load_config(args.config, _analyze_overrides(args))
+    config = command_settings(
+        args, {"weights": args.detector, "conf": args.conf, "iou": args.iou, "imgsz": args.imgsz, "device": args.device},
+        {"weights": args.classifier, "device": args.device}, images={"max_pixels": args.max_pixels},
+        output={"png": False if args.no_png else None})
     inputs = collect_inputs(args.paths, config.images.extensions)
     analyzer = SmearAnalyzer.from_config(config)  # weights errors stop here, before any output is written
     out: Path = args.out

@@ -44,6 +44,24 @@ def configured_paths(args: argparse.Namespace):
     return load_config(getattr(args, "config", None)).paths
 
 
+def command_settings(args: argparse.Namespace, detector: dict | None = None, classifier: dict | None = None,
+                     **sections: dict):
+    """The --config settings with a command's options on top: an option left unset (None) keeps the setting. The
+    options several commands share are read here: --tile, --trust-weights and --backend (both models)."""
+    from workbench.app.config import load_config
+
+    overrides = {"detector": dict(detector or {}), "classifier": dict(classifier or {}), "tiling": {},
+                 **{name: dict(values) for name, values in sections.items()}}
+    if getattr(args, "tile", None) is not None:
+        overrides["tiling"]["mode"] = args.tile
+    if getattr(args, "trust_weights", False):
+        overrides["detector"]["trust_weights"] = True
+    if getattr(args, "backend", None) is not None:
+        overrides["detector"]["backend"] = overrides["classifier"]["backend"] = args.backend
+    given = {name: {k: v for k, v in values.items() if v is not None} for name, values in overrides.items()}
+    return load_config(getattr(args, "config", None), {name: values for name, values in given.items() if values})
+
+
 BACKEND_HELP = ("where the models run: auto (default: the fastest export of the chosen weights made by `workbench "
                 "export`, else torch), torch, openvino or onnxruntime (an export of these weights; no fallback)")
 

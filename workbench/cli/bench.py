@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from workbench.cli.args import EXIT_OK, add_config_arg, positive_int
+from workbench.cli.args import EXIT_OK, add_config_arg, command_settings, positive_int
 
 BACKENDS = ("auto", "torch", "openvino", "onnxruntime")
 
@@ -44,12 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _run_bench(args: argparse.Namespace) -> int:
     from workbench.app.bench import REFERENCE, STAGES, run_bench, speedup
-    from workbench.app.config import load_config
     from workbench.app.exporting import default_check_images
 
-    overrides = {"detector": {"weights": args.detector}, "classifier": {"weights": args.classifier}}
-    config = load_config(args.config, {k: {kk: vv for kk, vv in v.items() if vv is not None}
-                                       for k, v in overrides.items() if any(vv is not None for vv in v.values())})
+    config = command_settings(args, {"weights": args.detector}, {"weights": args.classifier})
     paths = list(args.paths) or default_check_images(config)
     if not paths:
         from workbench.core.errors import WorkbenchError

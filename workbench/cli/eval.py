@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from workbench.core.text import printable
-from workbench.cli.args import (EXIT_OK, EXIT_PARTIAL, add_backend_arg, add_config_arg, configured_paths, fraction,
-                                positive_int)
+from workbench.cli.args import (EXIT_OK, EXIT_PARTIAL, add_backend_arg, add_config_arg, command_settings,
+                                configured_paths, fraction, positive_int)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -142,22 +142,6 @@ def _add_list(ev: argparse._SubParsersAction) -> None:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _config(args: argparse.Namespace, detector: dict[str, Any] | None = None,
-            classifier: dict[str, Any] | None = None):
-    from workbench.app.config import load_config
-
-    overrides: dict[str, Any] = {"detector": {k: v for k, v in (detector or {}).items() if v is not None},
-                                 "classifier": {k: v for k, v in (classifier or {}).items() if v is not None},
-                                 "tiling": {}}
-    if getattr(args, "tile", None) is not None:
-        overrides["tiling"]["mode"] = args.tile
-    if getattr(args, "trust_weights", False):
-        overrides["detector"]["trust_weights"] = True
-    if getattr(args, "backend", None) is not None:
-        overrides["detector"]["backend"] = overrides["classifier"]["backend"] = args.backend
-    return load_config(args.config, {k: v for k, v in overrides.items() if v})
-
-
 class _Bar:
     """A tqdm bar on stderr, opened at the first progress report (so an early error prints alone on its line)."""
 
@@ -188,8 +172,8 @@ def _f(value: Any, digits: int = 3) -> str:
 def _run_detection(args: argparse.Namespace) -> int:
     from workbench.app.evaluation import run_detection_eval
 
-    config = _config(args, {"weights": args.weights, "conf": args.conf, "iou": args.iou, "imgsz": args.imgsz,
-                            "device": args.device})
+    config = command_settings(args, {"weights": args.weights, "conf": args.conf, "iou": args.iou,
+                                     "imgsz": args.imgsz, "device": args.device})
     bar = _Bar("eval detection")
     try:
         outcome = run_detection_eval(args.data, args.split, config, args.out, bar)
@@ -210,7 +194,7 @@ def _run_detection(args: argparse.Namespace) -> int:
 def _run_classifier(args: argparse.Namespace) -> int:
     from workbench.app.evaluation import run_classifier_eval
 
-    config = _config(args, classifier={"weights": args.weights, "device": args.device, "batch": args.batch})
+    config = command_settings(args, classifier={"weights": args.weights, "device": args.device, "batch": args.batch})
     bar = _Bar("eval classifier")
     try:
         outcome = run_classifier_eval(args.data, config, args.split, args.compare, args.threshold, args.out,
@@ -236,8 +220,8 @@ def _run_classifier(args: argparse.Namespace) -> int:
 def _run_pipeline(args: argparse.Namespace) -> int:
     from workbench.app.evaluation import run_pipeline_eval
 
-    config = _config(args, {"weights": args.detector, "conf": args.conf, "device": args.device},
-                     {"weights": args.classifier, "device": args.device})
+    config = command_settings(args, {"weights": args.detector, "conf": args.conf, "device": args.device},
+                              {"weights": args.classifier, "device": args.device})
     bar = _Bar("eval pipeline")
     try:
         outcome = run_pipeline_eval(args.images, args.labels, config, args.points, args.names, args.out, bar)
