@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ from workbench.core.errors import ImageLoadError
 # THE list of image file types and the folder expansion live in workbench.core.inputs (no numpy / Pillow there, so
 # the window starts without them); re-exported here for the callers that load images too
 from workbench.core.inputs import (DEFAULT_EXTENSIONS, IMAGE_EXTENSIONS, OTHER_IMAGE_SUFFIXES,  # noqa: F401
-                                   OUTPUT_SUFFIX, ImageInput, collect_inputs)
+                                   OUTPUT_SUFFIX, ImageInput, collect_inputs, not_a_file_reason)
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +55,9 @@ def pil_open(path: Path):
 def _require_regular_file(path: Path) -> None:
     """Refuse what is not a regular file before anything opens it: reading a FIFO blocks forever, /dev/zero never
     ends. Symlinks are followed (a link to a regular file is fine)."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as exc:
-        raise ImageLoadError(f"{path}: cannot access file ({exc.strerror or exc})") from None
-    if stat.S_ISDIR(mode):
-        raise ImageLoadError(f"{path}: is a folder, not an image")
-    if not stat.S_ISREG(mode):
-        raise ImageLoadError(f"{path}: not a regular file (a pipe, device or socket), not opened")
+    reason = not_a_file_reason(path)
+    if reason is not None:
+        raise ImageLoadError(reason)
 
 
 def decoded_bytes(image) -> int:

@@ -49,7 +49,7 @@ def collect_inputs(paths: Iterable[Path | str], extensions: Sequence[str] = DEFA
             if not found:
                 inputs.append(ImageInput(path, f"{path}: folder holds no images ({', '.join(extensions)})"))
             for p in found:   # an image-named entry that is not a regular file is listed, with why, never dropped
-                inputs.append(ImageInput(p, _not_a_file_reason(p)))
+                inputs.append(ImageInput(p, not_a_file_reason(p)))
             skipped = [p for p in entries if p.suffix.lower() not in extensions and p.is_file()
                        and p.suffix.lower() in OTHER_IMAGE_SUFFIXES]
             inputs.extend(ImageInput(p, f"{p}: {p.suffix} images are not analysed (allowed: {', '.join(extensions)})")
@@ -64,7 +64,8 @@ OTHER_IMAGE_SUFFIXES = (".gif", ".heic", ".heif", ".jp2", ".ico", ".eps", ".ps",
                         ".pgm", ".pbm", ".tga", ".psd")
 
 
-def _not_a_file_reason(path: Path) -> str | None:
+def not_a_file_reason(path: Path) -> str | None:
+    """Why `path` must not be opened as an image (missing, a folder, a pipe, device or socket), or None."""
     try:
         mode = os.stat(path).st_mode
     except OSError as exc:   # a dangling link, a link loop
