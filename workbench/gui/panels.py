@@ -511,7 +511,7 @@ class GalleryPanel(QWidget):
         self.image: QImage | None = None
         self.threshold = 0.0
         self.selected_id = -1
-        self._icons: dict[int, QIcon] = {}
+        self._icons: dict[tuple, QIcon] = {}      # (cell id, box, frame colour) -> its crop of self.image
         self._rebuild_timer = QTimer(self)
         self._rebuild_timer.setSingleShot(True)
         self._rebuild_timer.setInterval(0)
@@ -528,11 +528,13 @@ class GalleryPanel(QWidget):
         self.sort_combo.setCurrentIndex(list(SORTS).index(key))
 
     def set_cells(self, cells: list[CellDetection], image: QImage | None) -> None:
-        """A new image / result: crops are made once here and reused for every threshold or sort change."""
+        """A new image / result, or cells edited: a crop is made once per image and box look (place, label) and
+        reused for every threshold or sort change and every cell a change left as it was."""
         self.selected_id = -1
         self.cells = list(cells)
+        if image is not self.image:
+            self._icons = {}
         self.image = image
-        self._icons = {}
         self.rebuild()
 
     def set_threshold(self, threshold: float) -> None:
@@ -547,9 +549,10 @@ class GalleryPanel(QWidget):
         self.list.setUpdatesEnabled(False)
         self.list.clear()
         for cell in shown:
-            icon = self._icons.get(cell.cell_id)
+            key = (cell.cell_id, tuple(cell.xyxy), cell_colour(cell).rgb())   # what crop_cell draws
+            icon = self._icons.get(key)
             if icon is None:
-                icon = self._icons[cell.cell_id] = QIcon(crop_cell(self.image, cell, self.ICON))
+                icon = self._icons[key] = QIcon(crop_cell(self.image, cell, self.ICON))
             item = QListWidgetItem(icon, f"{label_name(cell.label)} {cell.label_conf:.2f}")
             item.setData(Qt.ItemDataRole.UserRole, cell.cell_id)
             item.setToolTip(f"Cell #{cell.cell_id}: {cell.label} {cell.label_conf:.3f}, p(blast) {cell.p_blast:.3f}, "
