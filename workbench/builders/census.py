@@ -23,7 +23,6 @@ cell there may be an unmarked blast.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -228,10 +227,6 @@ def non_blast_label(cell: CensusCell, diagnosis: str) -> str | None:
     return "normal"
 
 
-def stain_for(image_rgb: np.ndarray) -> StainMap:
-    return stain_map(image_rgb)
-
-
 def summarise(censuses: Iterable[ImageCensus]) -> dict:
     """Counts by diagnosis and kind / found_by, for build reports."""
     out: dict = {}
@@ -246,16 +241,6 @@ def summarise(censuses: Iterable[ImageCensus]) -> dict:
             d["found_by"][cell.found_by] = d["found_by"].get(cell.found_by, 0) + 1
             d["at_border"] += cell.at_border
     return out
-
-
-def read_detections(path: Path) -> dict[str, list[list[float]]]:
-    import json
-
-    return {k: [list(map(float, b)) for b in v] for k, v in json.loads(Path(path).read_text()).items()}
-
-
-def box_side(box: Box) -> float:
-    return math.sqrt(max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1]))
 
 
 # --------------------------------------------------------------------------------------------------------------------
