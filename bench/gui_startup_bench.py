@@ -65,9 +65,12 @@ def _rss_mb(pid: int) -> float:
 
 def idle_memory(tmp: Path, images: int, settle_s: float = 3.0, limit_s: float = 90.0) -> tuple[float, bool]:
     """(resident MB once it has settled, torch mapped?) of the window with `images` images open."""
-    source = sorted((REPO.parent / "shared" / "datasets" / "bccd" / "BCCD" / "JPEGImages").glob("*.jpg"))
+    from workbench.app.paths import datasets_dir   # the datasets folder every command uses ($SMEAR_DATASETS)
+
+    jpegs = datasets_dir() / "bccd" / "BCCD" / "JPEGImages"
+    source = sorted(jpegs.glob("*.jpg"))
     if not source:
-        raise SystemExit("BCCD images not found (../shared/datasets/bccd)")
+        raise SystemExit(f"BCCD images not found ({jpegs})")
     folder = tmp / "smears"
     folder.mkdir()
     for n in range(images):
