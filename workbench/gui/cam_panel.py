@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from PySide6.QtCore import QThreadPool, Qt, Signal
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from workbench.app.session import ImageRecord
+from workbench.gui.image_io import numpy_to_qimage
 from workbench.gui.style import CLASS_MAP, label_name
 from workbench.gui.workers import Worker, describe_error
 
@@ -62,8 +63,7 @@ def compute_cam(config, record_path: str, box: tuple, um_per_px: float | None, c
 def to_pixmap(rgb: np.ndarray, side: int = SIDE) -> QPixmap:
     import numpy as np      # here, not at the top: the window starts without numpy (bench/gui_startup_bench.py)
 
-    rgb = np.ascontiguousarray(rgb)
-    image = QImage(rgb.data, rgb.shape[1], rgb.shape[0], 3 * rgb.shape[1], QImage.Format.Format_RGB888).copy()
+    image = numpy_to_qimage(np.ascontiguousarray(rgb))
     return QPixmap.fromImage(image).scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio,
                                            Qt.TransformationMode.SmoothTransformation)
 
