@@ -56,11 +56,6 @@ def get_analyzer(config: Settings):
         return analyzer
 
 
-def clear_analyzer_cache() -> None:
-    with _analyzer_lock:
-        _analyzer_cache.clear()
-
-
 @dataclass
 class AnalysisStep:
     done: int                          # images finished so far (0: the models are loaded, nothing analysed yet)
