@@ -405,9 +405,6 @@ class SessionGallery(QWidget):
         self.image_combo.setCurrentIndex(max(0, next((i for i in range(self.image_combo.count())
                                                       if self.image_combo.itemData(i) is record), 0)))
 
-    def set_sample_filter(self, sample_id: str | None) -> None:
-        self.sample_combo.setCurrentIndex(max(0, self.sample_combo.findData(sample_id)) if sample_id else 0)
-
     # -- the session -> the groups -----------------------------------------------------------------------------------
     def _on_model(self, event: str, payload: Any) -> None:
         if event in ("records_added", "records_removed", "record_changed"):
