@@ -64,7 +64,6 @@ def _run_train_detector(args) -> int:
 
     from workbench.core.errors import DetectorLoadError
     from detection.train import DetectorTrainConfig, train_detector
-    from workbench.app.registry import register_weights, write_entry_file
 
     data = Path(args.data)
     if not data.is_file():
@@ -105,15 +104,22 @@ def _run_train_detector(args) -> int:
             "finished": datetime.now(timezone.utc).isoformat()},
         pixel_size_um=pixel_size,
     )
+    _record(best, best.parent, entry, args, f"best weights: {best}  metrics: {metrics}")
+    return 0
+
+
+def _record(best: Path, folder: Path, entry: WeightsEntry, args, summary: str) -> None:
+    """Write the trained weights' manifest entry (with their sha256) into `folder`, print `summary`, and with
+    --register copy the weights into weights/ and list them."""
+    from workbench.app.registry import register_weights, write_entry_file
     from workbench.app.weights import sha256_file
 
     entry.sha256 = sha256_file(best)
-    write_entry_file(best.parent / "manifest_entry.yaml", entry)
-    print(f"best weights: {best}  metrics: {metrics}")
+    write_entry_file(folder / "manifest_entry.yaml", entry)
+    print(summary)
     if args.register:
         register_weights(best, entry, make_default=args.default)
         print(f"registered as '{entry.name}' in weights/manifest.yaml")
-    return 0
 
 
 def _relative(path: str) -> str:
@@ -152,8 +158,6 @@ def classifier_entry(best_path: Path, name: str) -> WeightsEntry:
 
 def _run_train_classifier(args) -> int:
     from classification.train import config_from_args, train_classifier
-    from workbench.app.registry import register_weights, write_entry_file
-    from workbench.app.weights import sha256_file
 
     config = config_from_args(args)
     try:
@@ -163,12 +167,8 @@ def _run_train_classifier(args) -> int:
     if result.rank != 0:
         return 0
     entry = classifier_entry(Path(result.best_path), args.register or f"b3-{Path(result.out_dir).name}")
-    entry.sha256 = sha256_file(Path(result.best_path))
-    write_entry_file(Path(result.out_dir) / "manifest_entry.yaml", entry)
-    print(f"best weights: {result.best_path} (epoch {result.best_epoch}); test: {result.test}")
-    if args.register:
-        register_weights(Path(result.best_path), entry, make_default=args.default)
-        print(f"registered as '{entry.name}' in weights/manifest.yaml")
+    _record(Path(result.best_path), Path(result.out_dir), entry, args,
+            f"best weights: {result.best_path} (epoch {result.best_epoch}); test: {result.test}")
     return 0
 
 
