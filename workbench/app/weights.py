@@ -7,13 +7,13 @@ refused with a clear message instead of silently giving different results.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from workbench.core.fileio import sha256_file
 from workbench.core.errors import WeightsError
 from workbench.app.paths import MANIFEST_NAME, weights_dir
 from workbench.app.results import ModelInfo, write_atomic
@@ -77,14 +77,6 @@ class ResolvedWeights:
         name = self.entry.name if self.entry else self.path.stem
         return ModelInfo(name=name, path=str(self.path), sha256=self.sha256, architecture=architecture,
                          class_names=list(class_names), input_size=int(input_size))
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class Manifest:

@@ -60,8 +60,6 @@ def _parse_overrides(items: list[str] | None) -> dict:
 
 
 def _run_train_detector(args) -> int:
-    import yaml
-
     from workbench.core.errors import DetectorLoadError
     from detection.train import DetectorTrainConfig, train_detector
 
@@ -80,7 +78,9 @@ def _run_train_detector(args) -> int:
         best = train_detector(config)
     except DetectorLoadError as exc:
         raise WorkbenchError(str(exc)) from exc
-    data_cfg = yaml.safe_load(data.read_text())
+    from workbench.core.yaml_io import load_yaml_file
+
+    data_cfg = load_yaml_file(data)   # the user's file: size and alias limits, as every other read of one
     splits = [s for s in ("val", "test") if data_cfg.get(s)]
     eval_list = data.parent / "eval.yaml"   # written by `workbench dataset detection`: per source, native pixels
     pixel_size = (data_cfg.get("pixel_size") or {}).get("um_per_px")
