@@ -200,6 +200,16 @@ class SmearDetectionTrainer(DetectionTrainer):
             super()._setup_train()
         finally:
             engine.check_amp = original
+        if self.device.type == "cpu":
+            # ultralytics trains on CPU with cpu_count - 1 torch threads and no loader workers (its trainer sets
+            # workers=0 on CPU), which on a 2-core machine leaves one core idle: every core goes to the network.
+            import os
+
+            import torch
+
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            torch.set_num_threads(cores)
+            log.info("CPU training on %d torch threads", cores)
         partial = dict(self.data.get("partial_labels") or {})
         if partial:
             from ultralytics.utils.torch_utils import unwrap_model

@@ -22,10 +22,19 @@ def test_dataset_then_one_epoch_training_registers_weights(tmp_path, monkeypatch
     assert "BCCD -> YOLO: 12 images" in capsys.readouterr().out
 
     monkeypatch.setattr("workbench.app.weights.WEIGHTS_DIR", tmp_path / "weights")
+    import os
+
+    import torch
+
+    threads_set = []
+    real_set_threads = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (threads_set.append(n), real_set_threads(n)))
     code = main(["train", "detector", "--data", str(tmp_path / "data" / "data.yaml"), "--epochs", "1", "--imgsz", "64",
                  "--batch", "4", "--workers", "0", "--no-plots", "--out", str(tmp_path / "runs"), "--name", "t",
                  "--register", "wbc-test", "--default"])
     assert code == 0
+    # on CPU every core trains (ultralytics alone leaves cpu_count - 1 threads and no loader workers)
+    assert len(os.sched_getaffinity(0)) in threads_set
     entry = yaml.safe_load((tmp_path / "runs" / "t" / "weights" / "manifest_entry.yaml").read_text())
     assert entry["task"] == "detect" and entry["class_names"] == ["wbc"] and entry["input_size"] == 64
     assert set(entry["metrics"]) == {"computed_by", "val", "test"}
