@@ -93,3 +93,27 @@ def test_census_file_round_trip(census_slice, tmp_path):
     with pytest.raises(ValueError, match="not an ALL-IDB1 census"):
         path.write_text("{}")
         read_census(path)
+
+
+def test_unmarked_blob_narrower_than_a_red_cell_is_left_ambiguous(datasets_root):
+    """Im076_0 (Canon, healthy): two marked lymphocytes, and a platelet clump (5.4 x 9.1 um) that the detector
+    proposes (conf 0.50) and the segmentation took for a cell. Narrower than a red cell, it is no white cell."""
+    from detection.predictor import WbcDetector
+    from detection.tiling import TilingConfig
+    from workbench.app.weights import resolve_weights
+
+    need(ALLIDB1)
+    name = "Im076_0.jpg"
+    rgb = np.ascontiguousarray(cv2.imread(str(ALLIDB1 / "im" / name))[:, :, ::-1])
+    detector = WbcDetector(resolve_weights("wbc-yolov8n-v1", "detect").path, conf=0.05, tiling=TilingConfig())
+    detections = [[*b.xyxy, b.conf] for b in detector.detect(rgb).boxes]
+    points = read_allidb1_points(datasets_root / "all-idb")[name]
+    census = census_image(rgb, points, detections, name)
+    assert sorted(c.kind for c in census.cells) == ["normal", "normal"]
+    clump = (1786.0, 819.0)   # the clump's centre
+    narrow = [b for b, why in zip(census.ambiguous, census.ambiguous_why) if why.startswith("narrower than a red cell")]
+    assert any(_inside(b, *clump) for b in narrow), census.ambiguous_why
+    # min_unmarked_um=0: the census the shipped v2 detector / v3 classifier data came from, clump included
+    before = census_image(rgb, points, detections, name, min_unmarked_um=0)
+    assert sorted(c.kind for c in before.cells) == ["normal", "normal", "unmarked"]
+    assert not any(why.startswith("narrower") for why in before.ambiguous_why)

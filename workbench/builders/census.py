@@ -13,7 +13,8 @@ unmarked ones and gives every cell a box, a kind and a flag for the image border
   white cell when the segmentation at its centre gives a box with a nucleus that agrees with it, or (a smudge cell
   or bare nucleus, which the nucleus rule of the segmentation refuses) when the detector is sure of it and the blob
   at its centre is white-cell-sized;
-- what is neither (a stained blob that fails both rules: platelet clumps, overlaps, debris) is listed as
+- what is neither (a stained blob that fails both rules: platelet clumps, overlaps, debris), and an unmarked cell
+  away from the border narrower than a red cell (7.5 um, measured on the image's red cells), is listed as
   `ambiguous`: the detector tiles paint it out, the classifier never sees it.
 
 Cells within `BORDER_PX` of the image border are flagged: their point may lie outside the image, so an unmarked
@@ -34,6 +35,7 @@ from workbench.builders.allidb_cells import _unmatched_blobs, segment_image
 from workbench.builders.allidb_points import CellPoint
 from workbench.builders.allidb_split import _image_label
 from workbench.core.boxes import box_iou
+from workbench.core.scale import RBC_DIAMETER_UM, estimate_rbc_scale
 from workbench.core.segmentation import (
     STAIN_NUCLEUS,
     StainMap,
@@ -111,9 +113,12 @@ def census_image(
     points: Sequence[CellPoint],
     detections: Sequence[Sequence[float]],
     name: str,
+    min_unmarked_um: float | None = None,
 ) -> ImageCensus:
     """The census of one ALL-IDB1 image. `points`: its marks (blast > normal > other, de-duplicated, as
-    `read_allidb1_points` gives them); `detections`: the detector's boxes `[x1, y1, x2, y2, conf]` in image pixels."""
+    `read_allidb1_points` gives them); `detections`: the detector's boxes `[x1, y1, x2, y2, conf]` in image pixels;
+    `min_unmarked_um`: the narrowest unmarked cell away from the border (default MIN_UNMARKED_UM; 0: no such rule,
+    as the census of the v2 detector's and v3 classifier's data was taken)."""
     height, width = image_rgb.shape[:2]
     census = ImageCensus(name=name, diagnosis="ALL" if _image_label(name) == "1" else "healthy",
                          width=width, height=height)
@@ -168,8 +173,37 @@ def census_image(
     for cell in cells:
         cell.at_border = _at_border(cell.xyxy, width, height)
     # A thin sliver away from the border is a red-cell overlap or a streak, not a (whole) white cell.
-    census.cells = [c for c in cells if c.kind != "unmarked" or c.at_border or _aspect(c.xyxy) >= MIN_ASPECT]
+    cells = [c for c in cells if c.kind != "unmarked" or c.at_border or _aspect(c.xyxy) >= MIN_ASPECT]
+    # An unmarked candidate narrower than a red cell, away from the border, is a platelet clump, a red-cell ghost
+    # or a piece of a neighbour: it is left ambiguous (painted out, never a crop), not taught as a white cell.
+    min_um = MIN_UNMARKED_UM if min_unmarked_um is None else min_unmarked_um
+    min_side = _min_unmarked_side_px(image_rgb, stain, min_um) if min_um > 0 else 0.0
+    census.cells = []
+    for cell in cells:
+        side = min(cell.xyxy[2] - cell.xyxy[0], cell.xyxy[3] - cell.xyxy[1])
+        if cell.kind == "unmarked" and not cell.at_border and side < min_side:
+            census.ambiguous.append(cell.xyxy)
+            census.ambiguous_why.append(f"narrower than a red cell: {side:.0f} px < {min_side:.0f} px "
+                                        f"({cell.found_by}, conf {cell.det_conf or 0:.2f})")
+            continue
+        census.cells.append(cell)
     return census
+
+
+# Set on contact sheets of every unmarked census cell away from the border (ALL-IDB1, both cameras): all of those
+# with a short side under 7.5 um were platelet clumps, pale red-cell ghosts or a lobe of a neighbouring cell; the
+# first whole white cells (bare nuclei, small lymphocytes) measure 8.2-8.5 um. 7.5 um is one red-cell diameter.
+MIN_UNMARKED_UM = RBC_DIAMETER_UM
+MIN_UNMARKED_WBC_MIN = 1.45   # without a red-cell ruler: the same side as a multiple of the camera's wbc_min
+
+
+def _min_unmarked_side_px(image_rgb: np.ndarray, stain: StainMap, min_um: float) -> float:
+    """The smallest box side (px) of an unmarked white cell away from the border: `min_um` at the pixel size read off
+    the image's red cells (workbench.core.scale), or in proportion to the camera's wbc_min without a ruler."""
+    ruler = estimate_rbc_scale(image_rgb)
+    if ruler.confident:
+        return min_um / ruler.um_per_px
+    return MIN_UNMARKED_WBC_MIN * stain.scale.wbc_min * min_um / MIN_UNMARKED_UM
 
 
 def _accept(cand: Box, conf: float | None, result, stain: StainMap) -> CensusCell | None:
@@ -250,7 +284,7 @@ CENSUS_FORMAT = "smear-workbench-allidb1-census/1"
 
 
 def build_census(allidb_root: Path, detect, *, limit: int | None = None, names: Sequence[str] | None = None,
-                 detector: dict | None = None, progress=None) -> dict:
+                 detector: dict | None = None, progress=None, min_unmarked_um: float = MIN_UNMARKED_UM) -> dict:
     """The census of every ALL-IDB1 image (or `names`, or the first `limit` by name). `detect(image_rgb)` returns
     the detector's boxes `[[x1, y1, x2, y2, conf], ...]` in image pixels (tiled as in analyze); `detector` (name,
     sha256) is recorded, because the census depends on it."""
@@ -265,17 +299,18 @@ def build_census(allidb_root: Path, detect, *, limit: int | None = None, names: 
         if bgr is None:
             raise FileNotFoundError(f"cannot read {allidb_root / 'ALL_IDB1' / 'im' / name}")
         rgb = np.ascontiguousarray(bgr[:, :, ::-1])
-        images[name] = census_image(rgb, points[name], detect(rgb), name).to_dict()
+        images[name] = census_image(rgb, points[name], detect(rgb), name, min_unmarked_um).to_dict()
         if progress is not None:
             progress(i, len(chosen))
     censuses = [ImageCensus.from_dict(v) for v in images.values()]
-    return {"format": CENSUS_FORMAT, "detector": detector or {}, "rules": census_rules(),
+    return {"format": CENSUS_FORMAT, "detector": detector or {}, "rules": census_rules(min_unmarked_um),
             "summary": summarise(censuses), "images": images}
 
 
-def census_rules() -> dict:
+def census_rules(min_unmarked_um: float = MIN_UNMARKED_UM) -> dict:
     return {"border_px": BORDER_PX, "same_cell_iou": SAME_CELL_IOU, "agree_iou": AGREE_IOU,
-            "min_det_conf": MIN_DET_CONF, "min_aspect": MIN_ASPECT, "nucleus_core": NUCLEUS_CORE}
+            "min_det_conf": MIN_DET_CONF, "min_aspect": MIN_ASPECT, "nucleus_core": NUCLEUS_CORE,
+            "min_unmarked_um": min_unmarked_um, "min_unmarked_wbc_min": MIN_UNMARKED_WBC_MIN}
 
 
 def read_census(path: Path) -> tuple[dict[str, ImageCensus], dict]:
