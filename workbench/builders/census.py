@@ -13,9 +13,10 @@ unmarked ones and gives every cell a box, a kind and a flag for the image border
   white cell when the segmentation at its centre gives a box with a nucleus that agrees with it, or (a smudge cell
   or bare nucleus, which the nucleus rule of the segmentation refuses) when the detector is sure of it and the blob
   at its centre is white-cell-sized;
-- what is neither (a stained blob that fails both rules: platelet clumps, overlaps, debris), and an unmarked cell
-  away from the border narrower than a red cell (7.5 um, measured on the image's red cells), is listed as
-  `ambiguous`: the detector tiles paint it out, the classifier never sees it.
+- what is neither (a stained blob that fails both rules: platelet clumps, overlaps, debris), and any non-blast cell
+  (unmarked or marked) away from the border narrower than a red cell (7.5 um, measured on the image's red cells:
+  giant platelets, clumps, ghosts), is listed as `ambiguous`: the detector tiles paint it out, the classifier never
+  sees it.
 
 Cells within `BORDER_PX` of the image border are flagged: their point may lie outside the image, so an unmarked
 cell there may be an unmarked blast.
@@ -117,7 +118,7 @@ def census_image(
 ) -> ImageCensus:
     """The census of one ALL-IDB1 image. `points`: its marks (blast > normal > other, de-duplicated, as
     `read_allidb1_points` gives them); `detections`: the detector's boxes `[x1, y1, x2, y2, conf]` in image pixels;
-    `min_unmarked_um`: the narrowest unmarked cell away from the border (default MIN_UNMARKED_UM; 0: no such rule,
+    `min_unmarked_um`: the narrowest non-blast cell away from the border (default MIN_UNMARKED_UM; 0: no such rule,
     as the census of the v2 detector's and v3 classifier's data was taken)."""
     height, width = image_rgb.shape[:2]
     census = ImageCensus(name=name, diagnosis="ALL" if _image_label(name) == "1" else "healthy",
@@ -174,14 +175,16 @@ def census_image(
         cell.at_border = _at_border(cell.xyxy, width, height)
     # A thin sliver away from the border is a red-cell overlap or a streak, not a (whole) white cell.
     cells = [c for c in cells if c.kind != "unmarked" or c.at_border or _aspect(c.xyxy) >= MIN_ASPECT]
-    # An unmarked candidate narrower than a red cell, away from the border, is a platelet clump, a red-cell ghost
-    # or a piece of a neighbour: it is left ambiguous (painted out, never a crop), not taught as a white cell.
+    # A non-blast cell narrower than a red cell, away from the border, is a (giant) platelet, a platelet clump, a
+    # red-cell ghost or a piece of a neighbour, whether unmarked or marked by other_points / an ALL-IDB2 "normal"
+    # crop (neither says "white cell": they mark what is not a blast): it is left ambiguous (painted out, never a
+    # crop), not taught as a white cell. Blast marks are kept whatever their size.
     min_um = MIN_UNMARKED_UM if min_unmarked_um is None else min_unmarked_um
     min_side = _min_unmarked_side_px(image_rgb, stain, min_um) if min_um > 0 else 0.0
     census.cells = []
     for cell in cells:
         side = min(cell.xyxy[2] - cell.xyxy[0], cell.xyxy[3] - cell.xyxy[1])
-        if cell.kind == "unmarked" and not cell.at_border and side < min_side:
+        if cell.kind != "blast" and not cell.at_border and side < min_side:
             census.ambiguous.append(cell.xyxy)
             census.ambiguous_why.append(f"narrower than a red cell: {side:.0f} px < {min_side:.0f} px "
                                         f"({cell.found_by}, conf {cell.det_conf or 0:.2f})")
@@ -190,9 +193,12 @@ def census_image(
     return census
 
 
-# Set on contact sheets of every unmarked census cell away from the border (ALL-IDB1, both cameras): all of those
-# with a short side under 7.5 um were platelet clumps, pale red-cell ghosts or a lobe of a neighbouring cell; the
-# first whole white cells (bare nuclei, small lymphocytes) measure 8.2-8.5 um. 7.5 um is one red-cell diameter.
+# Set on contact sheets of every non-blast census cell away from the border (ALL-IDB1, both cameras). Unmarked: all
+# of those with a short side under 7.5 um were platelet clumps, pale red-cell ghosts or a lobe of a neighbouring
+# cell; the first whole white cells (bare nuclei, small lymphocytes) measure 8.2-8.5 um. Marked (other_points,
+# ALL-IDB2 "normal" crops, 203 cells): the 33 under 7.5 um are granular lilac discs without a nucleus, smaller than
+# the red cells around them (giant platelets; the datasets README: other_points marks platelets too), while the
+# smallest dense-nucleus lymphocytes measure 8.3 um. 7.5 um is one red-cell diameter.
 MIN_UNMARKED_UM = RBC_DIAMETER_UM
 MIN_UNMARKED_WBC_MIN = 1.45   # without a red-cell ruler: the same side as a multiple of the camera's wbc_min
 

@@ -224,8 +224,9 @@ def register(sub) -> None:
                         f"mined the shipped weights' data)")
     c.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:0 ...")
     c.add_argument("--min-unmarked-um", type=non_negative_float, default=None, metavar="UM",
-                   help="narrowest unmarked cell away from the border, micrometres (default 7.5, one red cell: "
-                        "narrower ones were platelet clumps and red-cell ghosts); 0 takes the census of the "
+                   help="narrowest non-blast cell away from the border, micrometres (default 7.5, one red cell: "
+                        "narrower ones were giant platelets, platelet clumps and red-cell ghosts, marked or not); "
+                        "0 takes the census of the "
                         "shipped wbc-yolov8n-v2 / b3-allidb-160-v3 data, made before this rule")
     c.set_defaults(func=_run_census)
 
