@@ -111,6 +111,15 @@ class TorchYolo:
         return out
 
 
+def trained_pixel_size(yolo) -> float | None:
+    """The pixel size (um) a checkpoint of detection.trainer was trained at, stored in its model; None when absent
+    or not a plausible pixel size (a file from outside may hold anything)."""
+    value = getattr(getattr(yolo, "model", None), "smear_pixel_size_um", None)   # trainer.PIXEL_SIZE_ATTR
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0.01 <= float(value) <= 10.0:
+        return float(value)
+    return None
+
+
 class WbcDetector:
     """Finds white blood cells. Images whose side exceeds `tiling.tile_factor * imgsz` (or always, with mode 'on')
     are cut into overlapping `imgsz` tiles that go through the network in batches; the boxes are merged so a cell
@@ -130,7 +139,10 @@ class WbcDetector:
         self.conf, self.iou, self.imgsz = float(conf), float(iou), int(imgsz)
         self.device, self.max_det = device, int(max_det)
         self.tiling = tiling or TilingConfig()
-        # the pixel size the detector was trained at (weights manifest); None: trained on images as they came
+        # the pixel size the detector was trained at (weights manifest, else the checkpoint's own record); None:
+        # trained on images as they came
+        if not pixel_size_um and isinstance(self.net, TorchYolo):
+            pixel_size_um = trained_pixel_size(self.net.model)
         self.pixel_size_um = float(pixel_size_um) if pixel_size_um else None
 
     @property

@@ -174,6 +174,9 @@ def _offline_check_amp(model) -> bool:
     return next(model.parameters()).device.type == "cuda"
 
 
+PIXEL_SIZE_ATTR = "smear_pixel_size_um"   # detection.predictor.trained_pixel_size reads it back
+
+
 class SmearDetectionTrainer(DetectionTrainer):
     """DetectionTrainer with SmearYOLODataset, PartialLabelLoss and wbc-only model selection."""
 
@@ -210,6 +213,15 @@ class SmearDetectionTrainer(DetectionTrainer):
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
             torch.set_num_threads(cores)
             log.info("CPU training on %d torch threads", cores)
+        pixel_size = (self.data.get("pixel_size") or {}).get("um_per_px")
+        if pixel_size:
+            # the pixel size the data was resampled to travels inside every checkpoint (an attribute of the model,
+            # pickled with it), so a run's best.pt used before it is registered is resampled the same way
+            from ultralytics.utils.torch_utils import unwrap_model
+
+            for model in (unwrap_model(self.model), getattr(self.ema, "ema", None)):
+                if model is not None:
+                    setattr(model, PIXEL_SIZE_ATTR, float(pixel_size))
         partial = dict(self.data.get("partial_labels") or {})
         if partial:
             from ultralytics.utils.torch_utils import unwrap_model

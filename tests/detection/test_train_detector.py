@@ -21,6 +21,8 @@ def test_dataset_then_one_epoch_training_registers_weights(tmp_path, monkeypatch
     assert main(["dataset", "bccd", "--datasets", str(datasets_root), "--out", str(tmp_path / "data")]) == 0
     assert "BCCD -> YOLO: 12 images" in capsys.readouterr().out
 
+    data_yaml = tmp_path / "data" / "data.yaml"   # as `workbench dataset detection` writes it: one pixel size
+    data_yaml.write_text(data_yaml.read_text() + "pixel_size:\n  um_per_px: 0.1339\n")
     monkeypatch.setattr("workbench.app.weights.WEIGHTS_DIR", tmp_path / "weights")
     import os
 
@@ -46,6 +48,10 @@ def test_dataset_then_one_epoch_training_registers_weights(tmp_path, monkeypatch
     from detection.predictor import WbcDetector
 
     assert WbcDetector(tmp_path / "weights" / "wbc-test.pt").class_names == ["wbc"]
+    assert listed.pixel_size_um == pytest.approx(0.1339)
+    # the run's own checkpoints, used before (or without) registering, carry the pixel size they were trained at
+    for name in ("best.pt", "last.pt"):
+        assert WbcDetector(tmp_path / "runs" / "t" / "weights" / name).pixel_size_um == pytest.approx(0.1339)
     # ultralytics' validator saves beside the weights, not in its settings' runs_dir (a runs/ folder wherever
     # ultralytics first ran) nor in the working directory
     assert (tmp_path / "runs" / "t" / "weights" / "val_test").is_dir() and list(work.iterdir()) == []
@@ -61,3 +67,15 @@ def test_missing_data_yaml_is_one_line(tmp_path, capsys):
 def test_dataset_commands_refuse_a_missing_datasets_folder(tmp_path, capsys, kind):
     assert main(["dataset", kind, "--datasets", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
     assert "datasets folder not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value, expected", [(0.1339, 0.1339), (None, None), ("0.13", None), (float("nan"), None),
+                                             (0.0, None), (1e6, None), (True, None)])
+def test_checkpoint_pixel_size_is_read_only_when_plausible(value, expected):
+    """The pixel size inside a checkpoint comes from a file from outside: anything but a plausible number is None."""
+    from types import SimpleNamespace
+
+    from detection.predictor import trained_pixel_size
+
+    yolo = SimpleNamespace(model=SimpleNamespace(smear_pixel_size_um=value))
+    assert trained_pixel_size(yolo) == expected
