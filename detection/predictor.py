@@ -111,10 +111,13 @@ class TorchYolo:
         return out
 
 
+PIXEL_SIZE_ATTR = "smear_pixel_size_um"   # the model attribute detection.trainer stores the pixel size in
+
+
 def trained_pixel_size(yolo) -> float | None:
     """The pixel size (um) a checkpoint of detection.trainer was trained at, stored in its model; None when absent
     or not a plausible pixel size (a file from outside may hold anything)."""
-    value = getattr(getattr(yolo, "model", None), "smear_pixel_size_um", None)   # trainer.PIXEL_SIZE_ATTR
+    value = getattr(getattr(yolo, "model", None), PIXEL_SIZE_ATTR, None)
     if isinstance(value, (int, float)) and not isinstance(value, bool) and 0.01 <= float(value) <= 10.0:
         return float(value)
     return None

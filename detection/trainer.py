@@ -174,9 +174,6 @@ def _offline_check_amp(model) -> bool:
     return next(model.parameters()).device.type == "cuda"
 
 
-PIXEL_SIZE_ATTR = "smear_pixel_size_um"   # detection.predictor.trained_pixel_size reads it back
-
-
 class SmearDetectionTrainer(DetectionTrainer):
     """DetectionTrainer with SmearYOLODataset, PartialLabelLoss and wbc-only model selection."""
 
@@ -218,6 +215,8 @@ class SmearDetectionTrainer(DetectionTrainer):
             # the pixel size the data was resampled to travels inside every checkpoint (an attribute of the model,
             # pickled with it), so a run's best.pt used before it is registered is resampled the same way
             from ultralytics.utils.torch_utils import unwrap_model
+
+            from detection.predictor import PIXEL_SIZE_ATTR
 
             for model in (unwrap_model(self.model), getattr(self.ema, "ema", None)):
                 if model is not None:

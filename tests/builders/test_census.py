@@ -122,8 +122,8 @@ def test_unmarked_blob_narrower_than_a_red_cell_is_left_ambiguous(v1_detector, d
     assert sorted(c.kind for c in census.cells) == ["normal", "normal"]
     clump = (1786.0, 819.0)   # the clump's centre
     assert any(_inside(b, *clump) for b in _narrow(census)), census.ambiguous_why
-    # min_unmarked_um=0: the census the shipped v2 detector / v3 classifier data came from, clump included
-    before = _census_of("Im076_0.jpg", v1_detector, datasets_root, min_unmarked_um=0)
+    # min_cell_um=0: the census the shipped v2 detector / v3 classifier data came from, clump included
+    before = _census_of("Im076_0.jpg", v1_detector, datasets_root, min_cell_um=0)
     assert sorted(c.kind for c in before.cells) == ["normal", "normal", "unmarked"]
     assert not _narrow(before)
 
@@ -137,4 +137,4 @@ def test_marked_platelets_are_not_white_cells(v1_detector, datasets_root):
     platelets = [(524.0, 1229.0), (151.0, 758.0), (747.0, 1753.0)]
     narrow = _narrow(census)
     assert len(narrow) == 3 and all(any(_inside(b, x, y) for b in narrow) for x, y in platelets)
-    assert len(_census_of("Im093_0.jpg", v1_detector, datasets_root, min_unmarked_um=0).cells) == 8
+    assert len(_census_of("Im093_0.jpg", v1_detector, datasets_root, min_cell_um=0).cells) == 8

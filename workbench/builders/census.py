@@ -114,11 +114,11 @@ def census_image(
     points: Sequence[CellPoint],
     detections: Sequence[Sequence[float]],
     name: str,
-    min_unmarked_um: float | None = None,
+    min_cell_um: float | None = None,
 ) -> ImageCensus:
     """The census of one ALL-IDB1 image. `points`: its marks (blast > normal > other, de-duplicated, as
     `read_allidb1_points` gives them); `detections`: the detector's boxes `[x1, y1, x2, y2, conf]` in image pixels;
-    `min_unmarked_um`: the narrowest non-blast cell away from the border (default MIN_UNMARKED_UM; 0: no such rule,
+    `min_cell_um`: the narrowest non-blast cell away from the border (default MIN_CELL_UM; 0: no such rule,
     as the census of the v2 detector's and v3 classifier's data was taken)."""
     height, width = image_rgb.shape[:2]
     census = ImageCensus(name=name, diagnosis="ALL" if _image_label(name) == "1" else "healthy",
@@ -179,8 +179,8 @@ def census_image(
     # red-cell ghost or a piece of a neighbour, whether unmarked or marked by other_points / an ALL-IDB2 "normal"
     # crop (neither says "white cell": they mark what is not a blast): it is left ambiguous (painted out, never a
     # crop), not taught as a white cell. Blast marks are kept whatever their size.
-    min_um = MIN_UNMARKED_UM if min_unmarked_um is None else min_unmarked_um
-    min_side = _min_unmarked_side_px(image_rgb, stain, min_um) if min_um > 0 else 0.0
+    min_um = MIN_CELL_UM if min_cell_um is None else min_cell_um
+    min_side = _min_cell_side_px(image_rgb, stain, min_um) if min_um > 0 else 0.0
     census.cells = []
     for cell in cells:
         side = min(cell.xyxy[2] - cell.xyxy[0], cell.xyxy[3] - cell.xyxy[1])
@@ -199,17 +199,17 @@ def census_image(
 # ALL-IDB2 "normal" crops, 203 cells): the 33 under 7.5 um are granular lilac discs without a nucleus, smaller than
 # the red cells around them (giant platelets; the datasets README: other_points marks platelets too), while the
 # smallest dense-nucleus lymphocytes measure 8.3 um. 7.5 um is one red-cell diameter.
-MIN_UNMARKED_UM = RBC_DIAMETER_UM
-MIN_UNMARKED_WBC_MIN = 1.45   # without a red-cell ruler: the same side as a multiple of the camera's wbc_min
+MIN_CELL_UM = RBC_DIAMETER_UM
+MIN_CELL_WBC_MIN = 1.45   # without a red-cell ruler: the same side as a multiple of the camera's wbc_min
 
 
-def _min_unmarked_side_px(image_rgb: np.ndarray, stain: StainMap, min_um: float) -> float:
+def _min_cell_side_px(image_rgb: np.ndarray, stain: StainMap, min_um: float) -> float:
     """The smallest box side (px) of an unmarked white cell away from the border: `min_um` at the pixel size read off
     the image's red cells (workbench.core.scale), or in proportion to the camera's wbc_min without a ruler."""
     ruler = estimate_rbc_scale(image_rgb)
     if ruler.confident:
         return min_um / ruler.um_per_px
-    return MIN_UNMARKED_WBC_MIN * stain.scale.wbc_min * min_um / MIN_UNMARKED_UM
+    return MIN_CELL_WBC_MIN * stain.scale.wbc_min * min_um / MIN_CELL_UM
 
 
 def _accept(cand: Box, conf: float | None, result, stain: StainMap) -> CensusCell | None:
@@ -290,10 +290,11 @@ CENSUS_FORMAT = "smear-workbench-allidb1-census/1"
 
 
 def build_census(allidb_root: Path, detect, *, limit: int | None = None, names: Sequence[str] | None = None,
-                 detector: dict | None = None, progress=None, min_unmarked_um: float = MIN_UNMARKED_UM) -> dict:
+                 detector: dict | None = None, progress=None, min_cell_um: float | None = None) -> dict:
     """The census of every ALL-IDB1 image (or `names`, or the first `limit` by name). `detect(image_rgb)` returns
     the detector's boxes `[[x1, y1, x2, y2, conf], ...]` in image pixels (tiled as in analyze); `detector` (name,
-    sha256) is recorded, because the census depends on it."""
+    sha256) is recorded, because the census depends on it; `min_cell_um`: see census_image (None: MIN_CELL_UM)."""
+    min_cell_um = MIN_CELL_UM if min_cell_um is None else min_cell_um
     from workbench.builders.allidb_points import read_allidb1_points
 
     allidb_root = Path(allidb_root)
@@ -305,18 +306,18 @@ def build_census(allidb_root: Path, detect, *, limit: int | None = None, names: 
         if bgr is None:
             raise FileNotFoundError(f"cannot read {allidb_root / 'ALL_IDB1' / 'im' / name}")
         rgb = np.ascontiguousarray(bgr[:, :, ::-1])
-        images[name] = census_image(rgb, points[name], detect(rgb), name, min_unmarked_um).to_dict()
+        images[name] = census_image(rgb, points[name], detect(rgb), name, min_cell_um).to_dict()
         if progress is not None:
             progress(i, len(chosen))
     censuses = [ImageCensus.from_dict(v) for v in images.values()]
-    return {"format": CENSUS_FORMAT, "detector": detector or {}, "rules": census_rules(min_unmarked_um),
+    return {"format": CENSUS_FORMAT, "detector": detector or {}, "rules": census_rules(min_cell_um),
             "summary": summarise(censuses), "images": images}
 
 
-def census_rules(min_unmarked_um: float = MIN_UNMARKED_UM) -> dict:
+def census_rules(min_cell_um: float = MIN_CELL_UM) -> dict:
     return {"border_px": BORDER_PX, "same_cell_iou": SAME_CELL_IOU, "agree_iou": AGREE_IOU,
             "min_det_conf": MIN_DET_CONF, "min_aspect": MIN_ASPECT, "nucleus_core": NUCLEUS_CORE,
-            "min_unmarked_um": min_unmarked_um, "min_unmarked_wbc_min": MIN_UNMARKED_WBC_MIN}
+            "min_cell_um": min_cell_um, "min_cell_wbc_min": MIN_CELL_WBC_MIN}
 
 
 def read_census(path: Path) -> tuple[dict[str, ImageCensus], dict]:

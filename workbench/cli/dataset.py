@@ -83,7 +83,7 @@ def slice_names(root: Path, limit: int | None, seed: int = 0) -> list[str] | Non
 
 
 def make_census(root: Path, detector_spec: str, limit: int | None = None, device: str = "cpu",
-                seed: int = 0, min_unmarked_um: float | None = None) -> dict:
+                seed: int = 0, min_cell_um: float | None = None) -> dict:
     """Run the detector over the ALL-IDB1 smears (tiled, native pixels, conf >= 0.05) and take the census; with
     `limit`, of the images a `--limit` build uses (slice_names)."""
     from workbench.builders.census import build_census
@@ -110,9 +110,8 @@ def make_census(root: Path, detector_spec: str, limit: int | None = None, device
 
     try:
         name = resolved.entry.name if resolved.entry else resolved.path.name
-        rule = {} if min_unmarked_um is None else {"min_unmarked_um": min_unmarked_um}
         return build_census(root / "all-idb", detect, names=slice_names(root, limit, seed), progress=progress,
-                            detector={"name": name, "sha256": resolved.sha256, "conf": 0.05}, **rule)
+                            detector={"name": name, "sha256": resolved.sha256, "conf": 0.05}, min_cell_um=min_cell_um)
     finally:
         if bar is not None:
             bar.close()
@@ -126,7 +125,7 @@ def _run_census(args) -> int:
 
     root = _root(args)
     try:
-        census = make_census(root, args.detector, args.limit, args.device, min_unmarked_um=args.min_unmarked_um)
+        census = make_census(root, args.detector, args.limit, args.device, min_cell_um=args.min_cell_um)
     except (FileNotFoundError, ValueError) as exc:
         raise DatasetError(str(exc)) from exc
     args.out.mkdir(parents=True, exist_ok=True)
@@ -223,7 +222,7 @@ def register(sub) -> None:
                    help=f"detector that proposes the unmarked cells (default {CENSUS_DETECTOR}, the one that "
                         f"mined the shipped weights' data)")
     c.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:0 ...")
-    c.add_argument("--min-unmarked-um", type=non_negative_float, default=None, metavar="UM",
+    c.add_argument("--min-cell-um", type=non_negative_float, default=None, metavar="UM",
                    help="narrowest non-blast cell away from the border, micrometres (default 7.5, one red cell: "
                         "narrower ones were giant platelets, platelet clumps and red-cell ghosts, marked or not); "
                         "0 takes the census of the "
