@@ -494,6 +494,19 @@ def test_drop_recent_files_and_open_folder(qtbot, window, bccd_root, tmp_path):
     window.error_box.close()
 
 
+def test_first_start_gives_the_image_names_room(qtbot, window, bccd_root, open_and_wait):
+    """With no saved layout the side docks get their room (370 / 390 px): the session gallery's filter bar once
+    had a minimum width of 890 px, which squeezed the image list to "Bl...pg"."""
+    images = sorted((bccd_root / "JPEGImages").glob("BloodImage_*.jpg"))[:2]
+    open_and_wait(window, images)
+    qtbot.waitUntil(lambda: window.images_dock.width() >= 360, timeout=5_000)
+    tree = window.image_list.tree
+    name_width = tree.fontMetrics().horizontalAdvance(images[0].name)
+    qtbot.waitUntil(lambda: tree.columnWidth(0) >= name_width, timeout=5_000)
+    gallery = window.review_tools.dock
+    assert gallery.minimumSizeHint().width() <= 1440 - 370 - 390
+
+
 def test_one_class_map_for_boxes_gallery_and_pngs():
     from workbench.gui.style import CLASS_MAP, OTHER_RGB
     from workbench.app.render import LABEL_COLOURS_BGR, OTHER_COLOUR_BGR

@@ -56,7 +56,7 @@ def session(qtbot, plain_window, tmp_path, bccd_root):
     with qtbot.waitSignal(win.imageShown, timeout=20_000):
         win.model.load_batch(BatchResult(images=[first, second]))
     win.set_threshold(0.25)
-    qtbot.waitUntil(lambda: win.review_tools.gallery.summary.text().startswith("7 cells"), timeout=5000)
+    qtbot.waitUntil(lambda: win.review_tools.gallery.summary.text().endswith("of 7 cells reviewed"), timeout=5000)
     return win
 
 

@@ -18,8 +18,8 @@ from typing import Any, Callable
 from PySide6.QtCore import (QAbstractListModel, QByteArray, QMimeData, QModelIndex, QObject, QRect, QSize, Qt,
                             QThreadPool, QTimer, Signal)
 from PySide6.QtGui import QColor, QFont, QImage, QImageIOHandler, QImageReader, QPainter, QPen
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QLabel, QListView, QSplitter,
-                               QStyledItemDelegate, QStyle, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QLabel, QListView, QSizePolicy,
+                               QSplitter, QStyledItemDelegate, QStyle, QVBoxLayout, QWidget)
 
 from workbench.app.cell_review import (GROUP_LABEL, GROUP_TITLES, GROUPS, SORTS, CellEntry, collect, grouped)
 from workbench.app.session import ImageRecord, SessionModel
@@ -334,8 +334,13 @@ class SessionGallery(QWidget):
             self.sort_combo.addItem(text, key)
         self.sample_combo = QComboBox()
         self.image_combo = QComboBox()
-        self.image_combo.setMinimumContentsLength(14)
+        # The bar must not set the dock's minimum width: a wide gallery squeezes the side docks' names to "Bl...pg".
+        for combo, letters in ((self.sort_combo, 12), (self.sample_combo, 7), (self.image_combo, 8)):
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(letters)
+            combo.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)
         self.summary = QLabel("")
+        self.summary.setMinimumWidth(40)      # shown whole when there is room, cut (tooltip whole) when not
         bar = QHBoxLayout()
         bar.setContentsMargins(4, 2, 4, 2)
         for label, widget in (("Sort", self.sort_combo), ("Sample", self.sample_combo), ("Image", self.image_combo)):
@@ -424,7 +429,10 @@ class SessionGallery(QWidget):
             self.titles[group].setText(f"<b>{GROUP_TITLES[group]}</b> ({len(items)})")
         reviewed = sum(e.cell.reviewed for e in entries)
         waiting = len(groups["unidentified"])
-        self.summary.setText(f"{len(entries)} cells · {reviewed} reviewed · {waiting} unidentified waiting")
+        # Short: the group titles already count each group (Unidentified (n) is what waits for a human).
+        self.summary.setText(f"{reviewed} of {len(entries)} cells reviewed")
+        self.summary.setToolTip(f"{len(entries)} cells shown · {reviewed} reviewed · "
+                                f"{waiting} unidentified waiting for a human")
 
     def _crops_ready(self, path: str) -> None:
         for view in self.views.values():
