@@ -185,7 +185,9 @@ def test_5_edit_mode_changes_nothing_until_an_edit_and_imports_are_edits(qtbot, 
     labels = tmp_path / "labels"
     write_voc(labels / f"{images[0].stem}.xml", VocAnnotation(images[0].name, 640, 480, [
         VocObject("blast", (100.0, 100.0, 160.0, 170.0)), VocObject("blast", (300.0, 200.0, 370.0, 260.0))]))
-    assert window.import_label_folder(labels) == {images[0].name: 2}
+    with qtbot.waitSignal(window.annotation.labelsImported, timeout=20_000) as imported:
+        assert window.import_label_folder(labels)              # read off the UI thread, stored in it
+    assert imported.args == [{images[0].name: 2}]
     first = window.model.records[0]
     assert first.status == "edited" and window.image_list.item_of(first).text(1) == "edited"
     assert first.analysis() is None and first.needs_analysis is False

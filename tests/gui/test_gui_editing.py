@@ -335,7 +335,9 @@ def test_window_labels_an_unanalysed_image_from_scratch_and_keeps_labels_across_
     labels = tmp_path / "labels"
     labels.mkdir()
     (labels / "b.txt").write_text("1 0.5 0.5 0.1 0.2\n")               # YOLO, class 1 = normal
-    assert win.import_label_folder(labels) == {"b.png": 1}
+    with qtbot.waitSignal(win.annotation.labelsImported, timeout=20_000) as imported:
+        assert win.import_label_folder(labels)
+    assert imported.args == [{"b.png": 1}]
     with qtbot.waitSignal(win.imageShown, timeout=20_000):
         win.model.next()
     assert win.model.current.name == "b.png" and win.editor.undo_stack.count() == 0
@@ -344,6 +346,39 @@ def test_window_labels_an_unanalysed_image_from_scratch_and_keeps_labels_across_
     with qtbot.waitSignal(win.imageShown, timeout=20_000):
         win.model.previous()
     assert [item.cell.xyxy for item in win.scene.cell_items.values()] == [(a.x(), a.y(), b.x(), b.y())]
+
+
+def test_a_label_folder_is_read_off_the_ui_thread_and_a_bad_file_is_one_dialog(qtbot, plain_window, tmp_path,
+                                                                               monkeypatch):
+    """Reading a label folder opens every image and grows point files into boxes: it runs in the background, and a
+    bad file there is shown as "Cannot import labels" with nothing imported."""
+    import threading
+
+    import numpy as np
+    from PIL import Image
+
+    from workbench.app.annotation import importers
+
+    win = plain_window
+    folder = tmp_path / "smears"
+    folder.mkdir()
+    Image.fromarray(np.full((300, 400, 3), 200, np.uint8)).save(folder / "a.png")
+    with qtbot.waitSignal(win.imageShown, timeout=20_000):
+        win.open_paths([folder])
+    threads = []
+    real = importers.read_label_folder
+    monkeypatch.setattr(importers, "read_label_folder",
+                        lambda *a, **k: threads.append(threading.current_thread()) or real(*a, **k))
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    (labels / "a.txt").write_text("0 0.5 0.5 nan 0.2\n")
+    assert win.import_label_folder(labels)
+    qtbot.waitUntil(lambda: bool(win.errors), timeout=20_000)
+    assert threads and threads[0] is not threading.main_thread()
+    assert "a.txt" in win.errors[-1]
+    assert win.error_box is not None and win.error_box.windowTitle() == "Cannot import labels"
+    win.error_box.close()
+    assert all(not win.project.cells(entry.id) for entry in win.project.images())
 
 
 def test_a_box_changed_by_another_window_is_not_overwritten(qtbot, editor):

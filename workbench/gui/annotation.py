@@ -30,6 +30,7 @@ class AnnotationController(QObject):
     opener's last folder (dialogs) and the export controller (training set)."""
 
     editModeChanged = Signal(bool)
+    labelsImported = Signal(object)      # {image name: boxes imported} of a label-folder import
 
     def __init__(self, window: QMainWindow) -> None:
         super().__init__(window)
@@ -200,19 +201,37 @@ class AnnotationController(QObject):
         if path:
             self.import_labels(path)
 
-    def import_label_folder(self, folder: Path | str) -> dict[str, int]:
-        """Import the label files of a folder for every session image into the project (audited; not undoable)."""
-        from workbench.app.annotation.importers import import_label_folder
+    def import_label_folder(self, folder: Path | str) -> bool:
+        """Import the label files of a folder for every session image into the project (audited; not undoable).
+        The files are read in the background (images opened, points grown into boxes); the boxes then enter the
+        project and the session in the UI thread, and `labelsImported` carries {image name: boxes}. False when
+        nothing was started (no images, no case, another background job running)."""
+        from workbench.app.annotation.importers import read_label_folder
 
         if not self.model.records or self.window.cases.ensure() is None:
-            return {}
+            return False
+        images, folder = [r.path for r in self.model.records], Path(folder)
+        project_labels = list(self.project.labels)     # YOLO class ids without a names file: the project's order
+
+        def run(cancel) -> list:
+            return read_label_folder(images, folder, project_labels=project_labels)
+
+        return self.window.exports.run(run, f"Reading the label files in {folder}…", self._store_label_files,
+                                       error_title="Cannot import labels")
+
+    def _store_label_files(self, found: list) -> None:
+        from workbench.app.annotation.importers import store_label_files
+
+        if self.project is None:
+            self.window.show_error("Cannot import labels", "The case was closed while its label files were read.")
+            return
         try:
-            counts = import_label_folder(self.project, [r.path for r in self.model.records], folder)
+            counts = store_label_files(self.project, found)
         except (OSError, ValueError, KeyError, WorkbenchError) as exc:
             self.window.show_error("Cannot import labels", str(exc))
-            return {}
+            return
         self.editor.labels = self.project.labels
-        imported = {name for name in counts}
+        imported = set(counts)
         for record in self.model.records:          # the session shows the imported boxes: the images are edited
             if record.name in imported:
                 entry = self.project.image(record.path)
@@ -220,7 +239,7 @@ class AnnotationController(QObject):
         if self.editor.enabled:
             self.attach(self.model.current)
         self._status(f"Imported labels of {len(counts)} image(s) ({sum(counts.values())} boxes)")
-        return counts
+        self.labelsImported.emit(dict(counts))
 
     def import_folder_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self.window, "Folder of label files",

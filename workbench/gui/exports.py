@@ -5,7 +5,7 @@ training set). `finished` carries the written files, or the error message."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QThreadPool, Signal
 from PySide6.QtWidgets import QFileDialog, QStatusBar, QWidget
@@ -31,30 +31,31 @@ class ExportController(QObject):
     def busy(self) -> bool:
         return self._worker is not None
 
-    def run(self, fn: Callable[[Callable[[], bool]], list[Path]], message: str,
-            done: Callable[[list[Path]], None]) -> bool:
-        """Run `fn(cancel)` (it returns the written files) in the background; `done(written)` then, in the UI
-        thread. False (and a status message) while another export runs."""
+    def run(self, fn: Callable[[Callable[[], bool]], Any], message: str, done: Callable[[Any], None],
+            error_title: str = "Export failed") -> bool:
+        """Run `fn(cancel)` (an export returns the written files; a reading job, what it read) in the background;
+        `done(result)` then, in the UI thread; a failure is shown under `error_title`. False (and a status message)
+        while another job runs."""
         if self.busy:
             self.status.showMessage("An export is already running.", 5000)
             return False
         worker = Worker(lambda: fn(lambda: worker.abort_requested))
         worker.returned.connect(lambda written: self._done(written, done))
-        worker.errored.connect(self._failed)
+        worker.errored.connect(lambda exc: self._failed(exc, error_title))
         self._worker = worker
         self.status.showMessage(message)
         worker.start(self.pool)
         return True
 
-    def _done(self, written: list[Path], done: Callable[[list[Path]], None]) -> None:
+    def _done(self, written: Any, done: Callable[[Any], None]) -> None:
         self._worker = None
         done(written)
         self.finished.emit(written)
 
-    def _failed(self, exc: BaseException) -> None:
+    def _failed(self, exc: BaseException, title: str = "Export failed") -> None:
         self._worker = None
         message = describe_error(exc)
-        self.show_error("Export failed", message)
+        self.show_error(title, message)
         self.finished.emit(message)
 
     def export(self, current_only: bool = False, out: Path | None = None, png: bool = True) -> bool:

@@ -324,7 +324,7 @@ class MainWindow(QMainWindow):
     def import_labels(self, path: Path | str) -> bool:
         return self.annotation.import_labels(path)
 
-    def import_label_folder(self, folder: Path | str) -> dict[str, int]:
+    def import_label_folder(self, folder: Path | str) -> bool:
         return self.annotation.import_label_folder(folder)
 
     def export_training_set(self, out: Path | str) -> bool:

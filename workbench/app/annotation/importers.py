@@ -22,6 +22,7 @@ import logging
 import math
 import numbers
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -431,15 +432,26 @@ def find_names_file(labels_dir: Path | str) -> Path | None:
 # a folder
 
 
-def import_label_folder(store, images: Sequence[Path | str], labels_dir: Path | str, *,
-                        names: Sequence[str] | None = None, label_map: LabelMap | None = None,
-                        point_label: str = "blast") -> ImportCounts:
-    """Import the label file of each image from `labels_dir` into a ProjectStore (added images keep their boxes
-    replaced in one audited transaction each). Per image stem the first of `<stem>.xml` (VOC), `<stem>.txt` (YOLO,
-    classes `names`, default the folder's names file (NAMES_FILES), else the project's labels) and `<stem>.xyc`
-    (ALL-IDB points -> boxes) is used; a COCO json in `labels_dir` (`*.json`) covers the images it lists. Returns
-    {image name: boxes imported} (with `.dropped`: boxes entirely outside their image); images without a label file
-    are left as they are. A bad file raises LabelImportError naming it."""
+@dataclass
+class LabelFileBoxes:
+    """One image's boxes read from a label folder, not yet in a project: `kind` is the format they came from."""
+
+    image: Path
+    kind: str            # voc | yolo | xyc | coco
+    width: int
+    height: int
+    cells: ImportedCells
+
+
+def read_label_folder(images: Sequence[Path | str], labels_dir: Path | str, *, names: Sequence[str] | None = None,
+                      label_map: LabelMap | None = None, point_label: str = "blast",
+                      project_labels: Sequence[str] = ()) -> list[LabelFileBoxes]:
+    """Read the label file of each image from `labels_dir` (the slow part of an import: files parsed, images opened
+    for their size, points grown into boxes), touching no project, so that it can run off the UI thread. Per image
+    stem the first of `<stem>.xml` (VOC), `<stem>.txt` (YOLO, classes `names`, default the folder's names file
+    (NAMES_FILES), else `project_labels`) and `<stem>.xyc` (ALL-IDB points -> boxes) is used; a COCO json in
+    `labels_dir` (`*.json`) covers the images it lists. Images without a label file are left out. A bad file raises
+    LabelImportError naming it."""
     labels_dir = Path(labels_dir)
     coco: dict[str, tuple[int, int, ImportedCells]] = {}
     for path in sorted(labels_dir.glob("*.json")):
@@ -450,13 +462,12 @@ def import_label_folder(store, images: Sequence[Path | str], labels_dir: Path | 
         nonlocal yolo_names
         if yolo_names is None:
             names_file = find_names_file(labels_dir)
-            yolo_names = read_names(names_file) if names_file is not None else store.labels
+            yolo_names = read_names(names_file) if names_file is not None else list(project_labels)
         return yolo_names
 
-    out = ImportCounts()
+    found: list[LabelFileBoxes] = []
     for image in map(Path, images):
         stem = image.stem
-        width = height = 0
         if (labels_dir / f"{stem}.xml").is_file():
             _name, width, height, cells = import_voc(labels_dir / f"{stem}.xml", label_map)
             kind = "voc"
@@ -478,11 +489,31 @@ def import_label_folder(store, images: Sequence[Path | str], labels_dir: Path | 
             kind = "coco"
         else:
             continue
-        for label in dict.fromkeys(c.label for c in cells):
+        found.append(LabelFileBoxes(image, kind, width, height, cells))
+    return found
+
+
+def store_label_files(store, found: Sequence[LabelFileBoxes]) -> ImportCounts:
+    """Put what read_label_folder found into a ProjectStore: each image's boxes replaced in one audited transaction,
+    labels the project lacks added. Returns {image name: boxes imported} (with `.dropped`)."""
+    out = ImportCounts()
+    for item in found:
+        for label in dict.fromkeys(c.label for c in item.cells):
             store.add_label(label)
-        entry = store.add_image(image, width, height)
-        store.replace_cells(entry.id, cells, f"import {kind}", "import")
-        out[image.name] = len(cells)
-        if getattr(cells, "dropped", 0):
-            out.dropped[image.name] = cells.dropped
+        entry = store.add_image(item.image, item.width, item.height)
+        store.replace_cells(entry.id, item.cells, f"import {item.kind}", "import")
+        out[item.image.name] = len(item.cells)
+        if getattr(item.cells, "dropped", 0):
+            out.dropped[item.image.name] = item.cells.dropped
     return out
+
+
+def import_label_folder(store, images: Sequence[Path | str], labels_dir: Path | str, *,
+                        names: Sequence[str] | None = None, label_map: LabelMap | None = None,
+                        point_label: str = "blast") -> ImportCounts:
+    """Import the label file of each image from `labels_dir` into a ProjectStore (read_label_folder, then
+    store_label_files; YOLO class names default to the project's labels). Returns {image name: boxes imported}
+    (with `.dropped`: boxes entirely outside their image); images without a label file are left as they are."""
+    found = read_label_folder(images, labels_dir, names=names, label_map=label_map, point_label=point_label,
+                              project_labels=store.labels)
+    return store_label_files(store, found)
