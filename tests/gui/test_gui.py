@@ -198,6 +198,23 @@ def test_cancel_a_long_batch_keeps_the_window_responsive(qtbot, window, bccd_roo
     assert max(gaps) < 2.0, f"the UI thread was blocked for {max(gaps):.2f} s"
 
 
+def test_closing_during_an_analysis_says_what_it_waits_for(qtbot, window, bccd_root, open_and_wait):
+    """Closing while an image is analysed waits for it (its result is kept): the status bar says so and the cursor
+    is busy for the wait, then restored."""
+    from PySide6.QtWidgets import QApplication
+
+    images = sorted((bccd_root / "JPEGImages").glob("BloodImage_*.jpg"))[:6]
+    open_and_wait(window, images)
+    messages = []
+    window.statusBar().messageChanged.connect(messages.append)
+    assert window.analyse_all()
+    qtbot.waitUntil(lambda: window.analysis_pool.activeThreadCount() > 0, timeout=20_000)
+    window.close()
+    assert any(m.startswith("Closing: waiting") for m in messages)
+    assert window.analysis_pool.activeThreadCount() == 0
+    assert QApplication.overrideCursor() is None
+
+
 def test_end_of_job_message_counts_only_this_job(qtbot, window, bccd_root, tmp_path, open_and_wait,
                                                  analyse_and_wait):
     """The message at the end of an analysis says what this job did: its images analysed, failed and cancelled;

@@ -23,7 +23,8 @@ from typing import Any, Iterable, Sequence
 
 from PySide6.QtCore import QCoreApplication, QSettings, Qt, QThreadPool, QTimer, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage
-from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMessageBox, QSplitter, QTabWidget, QWidget
+from PySide6.QtWidgets import (QApplication, QDockWidget, QLabel, QMainWindow, QMessageBox, QSplitter, QTabWidget,
+                               QWidget)
 
 from workbench.app.session import ImageRecord, SessionModel
 from workbench.core.errors import WorkbenchError
@@ -374,6 +375,19 @@ class MainWindow(QMainWindow):
     def dropEvent(self, event: QDropEvent) -> None:
         self.opener.drop(event)
 
+    def _wait_for_workers(self) -> None:
+        """The workers stop between images; wait for them so that no signal reaches a deleted window. An image in
+        progress can take seconds on a CPU: say so (status bar, busy cursor) rather than look frozen."""
+        if self.analysis_pool.activeThreadCount() or self.io_pool.activeThreadCount():
+            self.statusBar().showMessage("Closing: waiting for the image in progress to finish…")
+            QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+            QCoreApplication.processEvents()      # paint the message before the wait
+            try:
+                self.analysis_pool.waitForDone(60_000)
+                self.io_pool.waitForDone(10_000)
+            finally:
+                QApplication.restoreOverrideCursor()
+
     def closeEvent(self, event) -> None:
         self.metadata.commit()                    # a sample ID still being typed is kept too
         if not self.cases.confirm_close():        # asks only when something could not be saved
@@ -388,9 +402,7 @@ class MainWindow(QMainWindow):
             self.tabs.setCurrentIndex(0)          # bring the docks back before their layout is saved
         self.store.setValue("window/geometry", self.saveGeometry())
         self.store.setValue("window/state", self.saveState())
-        # the workers stop between images; wait for them so no signal reaches a deleted window
-        self.analysis_pool.waitForDone(60_000)
-        self.io_pool.waitForDone(10_000)
+        self._wait_for_workers()
         QCoreApplication.processEvents()          # the result of the image that was in progress is saved too
         self.annotation.close()
         self.cases.close_case()
