@@ -42,3 +42,13 @@ def test_home_is_expanded_and_cases_follow_their_variable(tmp_path, monkeypatch)
     monkeypatch.delenv("SMEAR_CASES_DIR")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     assert paths.cases_dir() == Path(tmp_path / "data" / "smear-workbench" / "cases")
+
+
+def test_the_weights_folder_is_resolved_when_the_manifest_is_read(tmp_path, monkeypatch):
+    """SMEAR_WEIGHTS_DIR set after the app was imported (a launcher, a test, a long-lived GUI) still applies."""
+    from workbench.app.weights import Manifest
+
+    assert Manifest.load().folder == paths.weights_dir()
+    monkeypatch.setenv("SMEAR_WEIGHTS_DIR", str(tmp_path / "site-models"))
+    manifest = Manifest.load()
+    assert manifest.folder == tmp_path / "site-models" and manifest.entries == []

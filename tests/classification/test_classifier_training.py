@@ -313,7 +313,7 @@ def test_workbench_train_classifier_writes_and_registers_manifest_entry(crops, t
     from workbench.cli import main
     from workbench.app.weights import Manifest, sha256_file
 
-    monkeypatch.setattr("workbench.app.weights.WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setenv("SMEAR_WEIGHTS_DIR", str(tmp_path / "weights"))
     code = main(["train", "classifier", "--data", str(crops), "--out", str(tmp_path / "run"), "--input-size", str(SIZE),
                  "--epochs", "1", "--batch", "4", "--workers", "0", "--num-threads", "1", "--max-per-split", "4",
                  "--register", "b3-test", "--default"])

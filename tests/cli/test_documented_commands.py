@@ -95,7 +95,7 @@ def test_dataset_crops(capsys, work, datasets_root):
 
 def test_train_detector(capsys, work, monkeypatch):
     # the BCCD yolo build (1-class): the multi-source build is trained the same way (tests/builders/test_multisource.py)
-    monkeypatch.setattr("workbench.app.weights.WEIGHTS_DIR", work / "weights")
+    monkeypatch.setenv("SMEAR_WEIGHTS_DIR", str(work / "weights"))
     out = _ok(capsys, "train", "detector", "--data", work / "bccd" / "data.yaml", "--epochs", 1, "--imgsz", 64,
               "--batch", 2, "--workers", 0, "--no-plots", "--out", work / "runs", "--name", "det")
     assert "best weights:" in out

@@ -23,7 +23,7 @@ def test_dataset_then_one_epoch_training_registers_weights(tmp_path, monkeypatch
 
     data_yaml = tmp_path / "data" / "data.yaml"   # as `workbench dataset detection` writes it: one pixel size
     data_yaml.write_text(data_yaml.read_text() + "pixel_size:\n  um_per_px: 0.1339\n")
-    monkeypatch.setattr("workbench.app.weights.WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setenv("SMEAR_WEIGHTS_DIR", str(tmp_path / "weights"))
     import os
 
     import torch

@@ -18,9 +18,6 @@ from workbench.core.errors import WeightsError
 from workbench.app.paths import MANIFEST_NAME, weights_dir
 from workbench.app.results import ModelInfo, write_atomic
 
-# The checkout's weights/ folder, or the copy installed with the package; SMEAR_WEIGHTS_DIR points elsewhere (e.g. a
-# site-wide model store). See workbench.app.paths.
-WEIGHTS_DIR = weights_dir()
 TASKS = ("detect", "classify")
 
 
@@ -96,7 +93,9 @@ class Manifest:
 
     @classmethod
     def load(cls, path: Path | None = None) -> "Manifest":
-        path = Path(path) if path else WEIGHTS_DIR / MANIFEST_NAME
+        # None: the checkout's weights/ or the installed copy, or SMEAR_WEIGHTS_DIR (e.g. a site-wide model store),
+        # resolved now rather than at import so that setting the variable later takes effect (workbench.app.paths)
+        path = Path(path) if path else weights_dir() / MANIFEST_NAME
         if not path.exists():
             return cls(path, [])
         try:
