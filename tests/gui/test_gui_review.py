@@ -306,6 +306,33 @@ def test_next_unreviewed_cell_and_image(qtbot, session):
     assert win.model.current is win.model.records[1]
 
 
+def test_grad_cam_explains_the_weights_that_labelled_the_cell_or_none(tmp_path, tiny_classifier, tiny_config):
+    """Grad-CAM uses the weights whose sha256 the result records: weights replaced under the same path are not
+    taken from the cache, the configured classifier stands in only when it is those weights (or no model labelled
+    the cell), and a cell whose weights are gone is refused rather than explained by another model."""
+    from classification.model import build_efficientnet_b3, save_classifier
+    from workbench.core.errors import WeightsError
+    from workbench.core.fileio import sha256_file
+    from workbench.gui import cam_panel
+
+    def info(path: Path, sha: str) -> ModelInfo:
+        return ModelInfo("b3", str(path), sha, "efficientnet_b3", ["blast", "normal"], 64)
+
+    labelled_by = tmp_path / "b3.pt"
+    shutil.copy(tiny_classifier, labelled_by)
+    sha = sha256_file(tiny_classifier)
+    first = cam_panel._classifier(tiny_config, info(labelled_by, sha))
+    assert cam_panel._classifier(tiny_config, info(labelled_by, sha)) is first
+    other = tmp_path / "other.pt"
+    save_classifier(other, build_efficientnet_b3(2), ["blast", "normal"], input_size=64, meta={"note": "other"})
+    shutil.copy(other, labelled_by)                                   # retrained under the same name
+    stand_in = cam_panel._classifier(tiny_config, info(labelled_by, sha))
+    assert stand_in is not first                                      # the configured file: the same weights
+    assert cam_panel._classifier(tiny_config, None) is stand_in       # a hand-drawn box: the configured one
+    with pytest.raises(WeightsError, match="no longer at"):
+        cam_panel._classifier(tiny_config, info(labelled_by, "0" * 64))
+
+
 def test_grad_cam_is_computed_off_the_ui_thread(qtbot, session):
     from workbench.gui import cam_panel
 

@@ -21,30 +21,48 @@ from workbench.gui.workers import Worker, describe_error
 if TYPE_CHECKING:
     import numpy as np
 
-_loaded: dict[str, object] = {}        # weights path -> BlastClassifier (its own network: not the analysis's)
+_loaded: dict[tuple, object] = {}      # (path, size, mtime, margin) -> BlastClassifier (not the analysis's)
+_digests: dict[tuple, str] = {}        # (path, size, mtime) -> the file's sha256
 _lock = threading.Lock()
 SIDE = 120
 
 
+def _file_key(path: Path) -> tuple:
+    """A loaded network is kept per file content: weights replaced under the same name are loaded again."""
+    stat = path.stat()
+    return (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
 def _classifier(config, info):
-    """The classifier that labelled the cell (the result's weights, when the file is still there), else the
-    configured one."""
-    from workbench.app.pipeline import load_classifier_weights
-    from workbench.app.weights import Manifest
+    """The classifier that labelled the cell, as a PyTorch network (Grad-CAM needs its gradients): the result's
+    weights file while it still holds those weights (its sha256), else the configured classifier when it is those
+    weights, or when no model labelled the cell (a box drawn by hand). Another model's map would explain a decision
+    that model did not make, so a cell whose weights are gone is refused with a WeightsError."""
+    from classification.predictor import BlastClassifier
+    from workbench.app.weights import Manifest, resolve_weights
+    from workbench.core.errors import WeightsError
+    from workbench.core.fileio import sha256_file
 
-    path = Path(info.path) if info is not None and info.path else None
+    def candidates():
+        if info is not None and info.path and Path(info.path).is_file():
+            yield Path(info.path)
+        yield resolve_weights(config.classifier.weights or None, "classify",
+                              Manifest.in_folder(config.paths.weights)).path
+
+    wanted = info.sha256 if info is not None and info.sha256 else None
     with _lock:
-        if path is not None and path.is_file():
-            key = str(path.resolve())
-            if key not in _loaded:
-                from classification.predictor import BlastClassifier
-
-                _loaded[key] = BlastClassifier(path, margin=config.classifier.margin)
-            return _loaded[key]
-        key = f"config:{config.classifier.weights}"
-        if key not in _loaded:
-            _loaded[key] = load_classifier_weights(config, Manifest.in_folder(config.paths.weights))[0]
-        return _loaded[key]
+        for path in candidates():
+            key = _file_key(path)
+            if key not in _digests:
+                _digests[key] = sha256_file(path)
+            if wanted is not None and _digests[key] != wanted:
+                continue
+            loaded = (*key, config.classifier.margin)
+            if loaded not in _loaded:
+                _loaded[loaded] = BlastClassifier(path, margin=config.classifier.margin)
+            return _loaded[loaded]
+    raise WeightsError(f"the classifier that labelled this cell ({info.name}, sha256 {info.sha256[:12]}...) is no "
+                       f"longer at {info.path}; re-analyse the image to explain the current classifier's label")
 
 
 def compute_cam(config, record_path: str, box: tuple, um_per_px: float | None, class_name: str, info
