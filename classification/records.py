@@ -44,6 +44,15 @@ class ClassifierSpec:
         value = chosen.get("threshold")
         return float(value) if isinstance(value, (int, float)) and 0.0 < value < 1.0 else 0.5
 
+    @property
+    def threshold_source(self) -> str:
+        """Where `threshold` comes from, as eval outputs state it."""
+        chosen = self.meta.get("threshold") if isinstance(self.meta.get("threshold"), dict) else {}
+        value = chosen.get("threshold")
+        if isinstance(value, (int, float)) and 0.0 < value < 1.0:
+            return "the weights' operating threshold, chosen on validation"
+        return "the arg-max: these weights store no operating threshold"
+
 
 @dataclass
 class CellLabel:

@@ -180,6 +180,9 @@ def test_cli_eval_pipeline_boxes_points_and_list(capsys, tmp_path, smears, runs_
     assert m["weights"]["classifier"]["path"] == str(tiny_classifier)
     assert m["summary"]["images"] == 2 and m["summary"]["true_blasts"] >= 1
     assert m["thresholds"]["iou_match"] == 0.5 and m["thresholds"]["det_conf"] == 0.0001
+    # the tiny classifier stores no operating threshold: the run must not claim one chosen on validation
+    assert m["thresholds"]["blast"] == "classifier label: p_blast >= 0.5 (the arg-max: these weights store no " \
+                                      "operating threshold)"
     for rel in [*m["plots"].values(), *m["tables"].values()]:
         assert (box_run / rel).stat().st_size > 0
     per_image = (box_run / "per_image.csv").read_text().splitlines()

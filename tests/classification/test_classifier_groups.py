@@ -65,6 +65,7 @@ def test_threshold_stored_with_the_weights_is_used(tmp_path):
                     meta={"threshold": {"threshold": 0.8}, "crop": {"field_um": 22.0, "margin": 0.1}})
     classifier = BlastClassifier(path)
     assert classifier.threshold == 0.8 and classifier.spec.field_um == 22.0 and classifier.margin == 0.1
+    assert classifier.spec.threshold_source == "the weights' operating threshold, chosen on validation"
     assert classifier.label(np.array([0.7, 0.3])).label == "normal"     # 0.7 < 0.8: not a blast here
     assert classifier.label(np.array([0.85, 0.15])).label == "blast"
     assert BlastClassifier(path, threshold=0.5).label(np.array([0.7, 0.3])).label == "blast"

@@ -410,8 +410,8 @@ def run_pipeline_eval(images: Path | str, labels: Path | str, config: Settings, 
     result = base_metrics(
         "pipeline", weights, str(images), None,
         {"det_conf": config.detector.conf, "nms_iou": config.detector.iou, "iou_match": IOU_MATCH,
-         "blast": f"classifier label: p_blast >= {analyzer.classifier.threshold:g} (the weights' operating "
-                  f"threshold, chosen on validation)",
+         "blast": f"classifier label: p_blast >= {analyzer.classifier.threshold:g} "
+                  f"({analyzer.classifier.spec.threshold_source})",
          "blast_best_f1": metrics.blast_best_f1["threshold"],
          **({"points_hit": "expert point inside a predicted blast box"} if points else {})},
         metrics.summary(), None, files["plots"], {**files["tables"], "results": "results.json"},
