@@ -84,7 +84,8 @@ def tiny_config(tiny_detector, tiny_classifier):
 
     return load_config(overrides={
         # (nested_ios off: the untrained detector's boxes nest in two large ones; merging them is tested on real data)
-        "detector": {"weights": str(tiny_detector), "conf": 0.0001, "imgsz": 640, "max_det": 15, "nested_ios": None},
+        "detector": {"weights": str(tiny_detector), "conf": 0.0001, "imgsz": 640, "max_det": 15, "nested_ios": None,
+                     "min_cell_um": None},
         "classifier": {"weights": str(tiny_classifier), "batch": 8},
     })
 

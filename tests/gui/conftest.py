@@ -78,6 +78,7 @@ def gui_settings(tiny_detector, tiny_classifier):
     # up to 40 boxes: the tiny detector's top 15 all have the same confidence, 40 gives two levels to filter
     settings.det_conf, settings.max_det, settings.classifier_batch = 0.0001, 40, 16
     settings.nested_ios = None      # the untrained detector's boxes nest; merging is tested on real data (issue 17)
+    settings.min_cell_um = None     # its boxes are of any size; the width rule is tested on real data
     return settings
 
 

@@ -44,6 +44,7 @@ class DetectorSettings:
     trust_weights: bool = setting(boolean)
     backend: str = setting(choice(*BACKENDS))
     nested_ios: float | None = setting(optional_fraction)
+    min_cell_um: float | None = setting(optional_positive(20.0, "a cell width"))
 
 
 @dataclass(frozen=True)

@@ -88,13 +88,13 @@ def text(optional: bool = False) -> Check:
     return check
 
 
-def optional_positive(maximum: float) -> Check:
+def optional_positive(maximum: float, what: str = "a pixel size") -> Check:
     def check(key: str, value: Any) -> float | None:
         if value is None:
             return None
         value = float(_number(key, value))
         if not 0.0 < value <= maximum:
-            raise ConfigError(f"'{key}={value:g}' is out of range: a pixel size in (0, {maximum:g}] micrometres, "
+            raise ConfigError(f"'{key}={value:g}' is out of range: {what} in (0, {maximum:g}] micrometres, "
                               f"or null")
         return value
     return check

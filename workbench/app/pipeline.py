@@ -21,6 +21,7 @@ from workbench.app.config import Settings, load_config
 from workbench.core.errors import ConfigError, ImageLoadError, WeightsError, WorkbenchError
 from workbench.core.images import ImageInput, load_image
 from workbench.app.band import classifier_band
+from workbench.app.cell_size import split_too_small
 from workbench.app.nested import merge_nested
 from workbench.app.pixel_size import PixelSizeRuler
 from workbench.app.results import BatchResult, CellDetection, ModelInfo, SmearResult
@@ -153,7 +154,7 @@ class SmearAnalyzer:
             "fallback_um_per_px": scale.fallback_um_per_px,
             "detector_um_per_px": self.detector.pixel_size_um, "crop_field_um": self.classifier.spec.field_um,
             "unidentified_band": list(self.band) if self.band else None, "unidentified_band_source": self.band_source,
-            "nested_ios": self.config.detector.nested_ios,
+            "nested_ios": self.config.detector.nested_ios, "min_cell_um": self.config.detector.min_cell_um,
         }
 
     def image_scale(self, image_rgb: np.ndarray, um_per_px: float | None = None, estimate=None) -> dict[str, Any]:
@@ -173,14 +174,18 @@ class SmearAnalyzer:
         detection = self.detector.detect(image_rgb, scale["um_per_px"])
         scale["resample"] = detection.resample
         t1 = time.perf_counter()
-        boxes = [b.xyxy for b in detection.boxes]
-        labels = self.classifier.classify_boxes(image_rgb, boxes, scale["um_per_px"])
+        kept, too_small = split_too_small([b.xyxy for b in detection.boxes], width, height, scale["um_per_px"],
+                                          self.config.detector.min_cell_um)
+        for record in too_small:
+            record["det_conf"] = round(detection.boxes[record.pop("index")].conf, 5)
+        found = [detection.boxes[i] for i in kept]
+        labels = self.classifier.classify_boxes(image_rgb, [b.xyxy for b in found], scale["um_per_px"])
         t2 = time.perf_counter()
         cells = [
             CellDetection(cell_id=i, xyxy=tuple(round(v, 2) for v in box.xyxy), det_conf=round(box.conf, 5),
                           label=lab.label, label_conf=round(lab.label_conf, 5), p_blast=round(lab.p_blast, 5),
                           analysed_label=lab.label, unidentified=in_band(lab.p_blast, self.band))
-            for i, (box, lab) in enumerate(zip(detection.boxes, labels))
+            for i, (box, lab) in enumerate(zip(found, labels))
         ]
         cells, merged = merge_nested(cells, self.config.detector.nested_ios)
         result = SmearResult(
@@ -189,6 +194,7 @@ class SmearAnalyzer:
             timings_ms={"scale": round(1000 * (ts - t0), 1), "detect": round(1000 * (t1 - ts), 1),
                         "classify": round(1000 * (t2 - t1), 1)},
             tiled=detection.tiled, n_tiles=detection.n_tiles, scale=scale, merged_duplicates=merged,
+            too_small=too_small,
         )
         result.recount()
         return result

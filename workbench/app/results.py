@@ -126,6 +126,9 @@ class SmearResult:
     # boxes the pipeline merged into another because they lay nested inside it (one cell found twice): per merged
     # box {xyxy, det_conf, label, p_blast, kept_cell_id, ios}; see workbench.app.nested
     merged_duplicates: list[dict[str, Any]] = field(default_factory=list)
+    # boxes dropped before classification as too narrow to be a white cell (a platelet, a fragment): per box {xyxy,
+    # short_side_um, det_conf}; see workbench.app.cell_size
+    too_small: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

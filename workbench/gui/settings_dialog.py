@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 SETTING_KEYS = {"detector": "detector.weights", "classifier": "classifier.weights", "det_conf": "detector.conf",
                 "det_iou": "detector.iou", "imgsz": "detector.imgsz", "max_det": "detector.max_det",
                 "tile_mode": "tiling.mode", "device": "detector.device", "classifier_batch": "classifier.batch",
-                "max_pixels": "images.max_pixels", "backend": "detector.backend", "nested_ios": "detector.nested_ios"}
+                "max_pixels": "images.max_pixels", "backend": "detector.backend", "nested_ios": "detector.nested_ios",
+                "min_cell_um": "detector.min_cell_um"}
 
 
 @dataclass
@@ -50,6 +51,7 @@ class GuiSettings:
     max_pixels: int | None = None
     backend: str | None = None   # both models' (as the device): auto, torch, openvino, onnxruntime
     nested_ios: float | None = None   # nested duplicate boxes merged from this overlap (None: not merged)
+    min_cell_um: float | None = None  # narrower boxes clear of the border are not white cells (None: all kept)
 
     @classmethod
     def defaults(cls) -> "GuiSettings":
