@@ -25,6 +25,15 @@ def test_narrow_boxes_clear_of_the_border_are_dropped_hand_computed():
     assert split_too_small(boxes, 100, 80, 0.5, None) == ([0, 1, 2, 3, 4], [])   # the rule off
 
 
+def test_a_weak_pixel_size_estimate_is_no_ruler_for_the_rule():
+    from workbench.app.cell_size import width_ruler
+
+    assert width_ruler({"um_per_px": 0.1, "source": "estimate"}) == 0.1
+    assert width_ruler({"um_per_px": 0.1, "source": "setting"}) == 0.1
+    assert width_ruler({"um_per_px": 0.1, "source": "weak_estimate"}) is None
+    assert width_ruler({"um_per_px": None, "source": "none"}) is None
+
+
 def test_the_default_and_its_check():
     assert load_config().detector.min_cell_um == 4.5
     assert load_config(overrides={"detector": {"min_cell_um": None}}).detector.min_cell_um is None

@@ -412,6 +412,9 @@ def test_settings_dialog_persists_and_shows_manifest_metrics(qtbot, store, tmp_p
     assert again.detector == "yolov8n-bccd" and again.det_conf == pytest.approx(0.4) and again.tile_mode == "on"
     assert again.to_config().detector.conf == pytest.approx(0.4)
     assert again.classifier is None        # the manifest default
+    # the settings the dialog has no widget for keep their values through OK (they once became None: rules off)
+    assert dialog.values().nested_ios == 0.8 and dialog.values().min_cell_um == 4.5
+    assert again.to_config().detector.min_cell_um == 4.5 and again.to_config().detector.nested_ios == 0.8
 
 
 def test_hundreds_of_boxes_stay_fast(qtbot):

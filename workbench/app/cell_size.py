@@ -8,7 +8,8 @@ box can be told by its width alone.
 
 Rule: a box whose shorter side measures less than `detector.min_cell_um` micrometres, and which lies clear of the
 image border (a cell cut by the border can be as narrow as it likes), is dropped and listed in the result's
-`too_small`. Without a pixel size nothing is dropped.
+`too_small`. Without a pixel size nothing is dropped, and neither with a weak one: a red-cell estimate that was not
+trusted (`weak_estimate`) may be off by more than the margin below.
 
 The default 4.5 um was set on the labelled training and validation white cells of every source (det_v3: BCCD, TXL
 Raabin and 416 px set, ALL-IDB1 tiles): away from the border the narrowest measure 5.8 um (BCCD), 6.4 um (Raabin),
@@ -23,6 +24,14 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 BORDER_PX = 2.0   # a box this close to an image edge may be a cell cut by it: never dropped for its width
+
+
+UNTRUSTED_SCALE = ("weak_estimate",)    # workbench.app.pixel_size sources too loose to measure a cell by
+
+
+def width_ruler(scale: dict[str, Any]) -> float | None:
+    """The pixel size the width rule may measure with: the image's, unless it is missing or only a weak estimate."""
+    return None if scale.get("source") in UNTRUSTED_SCALE else scale.get("um_per_px")
 
 
 def split_too_small(boxes: Sequence[Sequence[float]], width: int, height: int, um_per_px: float | None,

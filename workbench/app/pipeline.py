@@ -21,7 +21,7 @@ from workbench.app.config import Settings, load_config
 from workbench.core.errors import ConfigError, ImageLoadError, WeightsError, WorkbenchError
 from workbench.core.images import ImageInput, load_image
 from workbench.app.band import classifier_band
-from workbench.app.cell_size import split_too_small
+from workbench.app.cell_size import split_too_small, width_ruler
 from workbench.app.nested import merge_nested
 from workbench.app.pixel_size import PixelSizeRuler
 from workbench.app.results import BatchResult, CellDetection, ModelInfo, SmearResult
@@ -174,8 +174,8 @@ class SmearAnalyzer:
         detection = self.detector.detect(image_rgb, scale["um_per_px"])
         scale["resample"] = detection.resample
         t1 = time.perf_counter()
-        kept, too_small = split_too_small([b.xyxy for b in detection.boxes], width, height, scale["um_per_px"],
-                                          self.config.detector.min_cell_um)
+        kept, too_small = split_too_small([b.xyxy for b in detection.boxes], width, height,
+                                          width_ruler(scale), self.config.detector.min_cell_um)
         for record in too_small:
             record["det_conf"] = round(detection.boxes[record.pop("index")].conf, 5)
         found = [detection.boxes[i] for i in kept]

@@ -210,20 +210,22 @@ class AnnotationController(QObject):
 
         if not self.model.records or self.window.cases.ensure() is None:
             return False
-        images, folder = [r.path for r in self.model.records], Path(folder)
-        project_labels = list(self.project.labels)     # YOLO class ids without a names file: the project's order
+        images, folder, project = [r.path for r in self.model.records], Path(folder), self.project
+        project_labels = list(project.labels)          # YOLO class ids without a names file: the project's order
 
         def run(cancel) -> list:
             return read_label_folder(images, folder, project_labels=project_labels)
 
-        return self.window.exports.run(run, f"Reading the label files in {folder}…", self._store_label_files,
-                                       error_title="Cannot import labels")
+        return self.window.exports.run(run, f"Reading the label files in {folder}…",
+                                       lambda found: self._store_label_files(found, project),
+                                       error_title="Cannot import labels", kind="import")
 
-    def _store_label_files(self, found: list) -> None:
+    def _store_label_files(self, found: list, project) -> None:
         from workbench.app.annotation.importers import store_label_files
 
-        if self.project is None:
-            self.window.show_error("Cannot import labels", "The case was closed while its label files were read.")
+        if self.project is not project:           # the boxes belong to the case they were read for, no other
+            self.window.show_error("Cannot import labels",
+                                   "The case changed while its label files were read: import them again.")
             return
         try:
             counts = store_label_files(self.project, found)

@@ -46,8 +46,12 @@ def _classifier(config, info):
     def candidates():
         if info is not None and info.path and Path(info.path).is_file():
             yield Path(info.path)
-        yield resolve_weights(config.classifier.weights or None, "classify",
-                              Manifest.in_folder(config.paths.weights)).path
+        try:
+            yield resolve_weights(config.classifier.weights or None, "classify",
+                                  Manifest.in_folder(config.paths.weights)).path
+        except WeightsError:
+            if not (info is not None and info.sha256):
+                raise                     # a hand-drawn box: the configured classifier's own problem is the message
 
     wanted = info.sha256 if info is not None and info.sha256 else None
     with _lock:

@@ -26,37 +26,42 @@ class ExportController(QObject):
         self.model, self.settings, self.pool, self.status = model, settings, pool, status
         self.show_error, self.last_folder, self.dialog_parent = show_error, last_folder, parent
         self._worker: Worker | None = None
+        self._kind = "export"           # what the running job is, for the busy message
 
     @property
     def busy(self) -> bool:
         return self._worker is not None
 
     def run(self, fn: Callable[[Callable[[], bool]], Any], message: str, done: Callable[[Any], None],
-            error_title: str = "Export failed") -> bool:
-        """Run `fn(cancel)` (an export returns the written files; a reading job, what it read) in the background;
-        `done(result)` then, in the UI thread; a failure is shown under `error_title`. False (and a status message)
-        while another job runs."""
+            error_title: str = "Export failed", kind: str = "export") -> bool:
+        """Run `fn(cancel)` in the background, one job at a time; `done(result)` then, in the UI thread, and a failure
+        is shown under `error_title`. An export (`kind` "export") returns the written files and is announced by
+        `finished`; other file jobs (a label import: `kind` "import") return what they read and are not. False (and
+        a status message) while another job runs."""
         if self.busy:
-            self.status.showMessage("An export is already running.", 5000)
+            self.status.showMessage(f"Wait for the {self._kind} that is running.", 5000)
             return False
         worker = Worker(lambda: fn(lambda: worker.abort_requested))
-        worker.returned.connect(lambda written: self._done(written, done))
-        worker.errored.connect(lambda exc: self._failed(exc, error_title))
+        worker.returned.connect(lambda result: self._done(result, done, kind))
+        worker.errored.connect(lambda exc: self._failed(exc, error_title, kind))
+        self._kind = kind
         self._worker = worker
         self.status.showMessage(message)
         worker.start(self.pool)
         return True
 
-    def _done(self, written: Any, done: Callable[[Any], None]) -> None:
+    def _done(self, result: Any, done: Callable[[Any], None], kind: str = "export") -> None:
         self._worker = None
-        done(written)
-        self.finished.emit(written)
+        done(result)
+        if kind == "export":
+            self.finished.emit(result)
 
-    def _failed(self, exc: BaseException, title: str = "Export failed") -> None:
+    def _failed(self, exc: BaseException, title: str = "Export failed", kind: str = "export") -> None:
         self._worker = None
         message = describe_error(exc)
         self.show_error(title, message)
-        self.finished.emit(message)
+        if kind == "export":
+            self.finished.emit(message)
 
     def export(self, current_only: bool = False, out: Path | None = None, png: bool = True) -> bool:
         """Export the analysed images as the technician sees them (display threshold, metadata, review); asks for
@@ -68,7 +73,7 @@ class ExportController(QObject):
             self.show_error("Nothing to export", "Analyse the image(s) first.", dialog=False)
             return False
         if self.busy:
-            self.status.showMessage("An export is already running.", 5000)
+            self.status.showMessage(f"Wait for the {self._kind} that is running.", 5000)
             return False
         if out is None:
             folder = QFileDialog.getExistingDirectory(self.dialog_parent, "Export results into folder",

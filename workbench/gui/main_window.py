@@ -21,7 +21,7 @@ import logging
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from PySide6.QtCore import QCoreApplication, QSettings, Qt, QThreadPool, QTimer, Signal
+from PySide6.QtCore import QCoreApplication, QEventLoop, QSettings, Qt, QThreadPool, QTimer, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage
 from PySide6.QtWidgets import (QApplication, QDockWidget, QLabel, QMainWindow, QMessageBox, QSplitter, QTabWidget,
                                QWidget)
@@ -381,7 +381,8 @@ class MainWindow(QMainWindow):
         if self.analysis_pool.activeThreadCount() or self.io_pool.activeThreadCount():
             self.statusBar().showMessage("Closing: waiting for the image in progress to finish…")
             QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
-            QCoreApplication.processEvents()      # paint the message before the wait
+            # paint the message before the wait; no user input now (a shortcut must not run mid-close)
+            QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.ExcludeUserInputEvents)
             try:
                 self.analysis_pool.waitForDone(60_000)
                 self.io_pool.waitForDone(10_000)
@@ -403,7 +404,8 @@ class MainWindow(QMainWindow):
         self.store.setValue("window/geometry", self.saveGeometry())
         self.store.setValue("window/state", self.saveState())
         self._wait_for_workers()
-        QCoreApplication.processEvents()          # the result of the image that was in progress is saved too
+        # the result of the image that was in progress is saved too (its signal); user input waits
+        QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.ExcludeUserInputEvents)
         self.annotation.close()
         self.cases.close_case()
         super().closeEvent(event)

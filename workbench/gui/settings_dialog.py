@@ -8,7 +8,7 @@ QSettings, so the choices survive a restart.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -283,12 +283,12 @@ class SettingsDialog(QDialog):
         layout.addWidget(buttons)
 
     def values(self) -> GuiSettings:
-        return GuiSettings(detector=self.detector.value(), classifier=self.classifier.value(),
-                           det_conf=self.conf.value(), det_iou=self.iou.value(), imgsz=self.imgsz.value(),
-                           max_det=self.max_det.value(), tile_mode=self.tile.currentText(),
-                           device=self.device.currentText().strip() or "cpu",
-                           classifier_batch=self.settings.classifier_batch, max_pixels=self.settings.max_pixels,
-                           backend=self.backend.currentText())
+        """The dialog's choices; the settings it has no widget for (batch, pixel limit, nested merge, width rule)
+        keep their current values, never the dataclass's None (which would turn a rule off until the next start)."""
+        return replace(self.settings, detector=self.detector.value(), classifier=self.classifier.value(),
+                       det_conf=self.conf.value(), det_iou=self.iou.value(), imgsz=self.imgsz.value(),
+                       max_det=self.max_det.value(), tile_mode=self.tile.currentText(),
+                       device=self.device.currentText().strip() or "cpu", backend=self.backend.currentText())
 
     def _restore_defaults(self) -> None:
         d = GuiSettings.defaults()
