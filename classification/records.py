@@ -38,18 +38,22 @@ class ClassifierSpec:
         return float(value) if isinstance(value, (int, float)) and value >= 0 else None
 
     @property
-    def threshold(self) -> float:
-        """The operating threshold on p_blast chosen on validation (0.5, the arg-max, for weights without one)."""
+    def stored_threshold(self) -> float | None:
+        """The operating threshold on p_blast chosen on validation and stored with the weights; None without one."""
         chosen = self.meta.get("threshold") if isinstance(self.meta.get("threshold"), dict) else {}
         value = chosen.get("threshold")
-        return float(value) if isinstance(value, (int, float)) and 0.0 < value < 1.0 else 0.5
+        return float(value) if isinstance(value, (int, float)) and 0.0 < value < 1.0 else None
+
+    @property
+    def threshold(self) -> float:
+        """The operating threshold: the stored one, else 0.5 (the arg-max)."""
+        stored = self.stored_threshold
+        return 0.5 if stored is None else stored
 
     @property
     def threshold_source(self) -> str:
         """Where `threshold` comes from, as eval outputs state it."""
-        chosen = self.meta.get("threshold") if isinstance(self.meta.get("threshold"), dict) else {}
-        value = chosen.get("threshold")
-        if isinstance(value, (int, float)) and 0.0 < value < 1.0:
+        if self.stored_threshold is not None:
             return "the weights' operating threshold, chosen on validation"
         return "the arg-max: these weights store no operating threshold"
 

@@ -50,7 +50,7 @@ def run_classifier_eval(data: Path | str, config: Settings, split: str | None = 
         raise DatasetError(f"crop data not found: {data}")
     classifier, info = _classifier_from(config, None)
     threshold_source = "given" if threshold is not None else "weights (chosen on validation)" \
-        if classifier.spec.meta.get("threshold") else "default (arg-max)"
+        if classifier.spec.stored_threshold is not None else "default (arg-max)"
     threshold = float(threshold) if threshold is not None else classifier.threshold
     second = _classifier_from(config, compare) if compare is not None else None
     blast = config.classifier.blast_class.lower()

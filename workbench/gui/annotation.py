@@ -217,8 +217,7 @@ class AnnotationController(QObject):
             return read_label_folder(images, folder, project_labels=project_labels)
 
         return self.window.exports.run(run, f"Reading the label files in {folder}…",
-                                       lambda found: self._store_label_files(found, project),
-                                       error_title="Cannot import labels", kind="import")
+                                       lambda found: self._store_label_files(found, project), kind="import")
 
     def _store_label_files(self, found: list, project) -> None:
         from workbench.app.annotation.importers import store_label_files

@@ -16,6 +16,9 @@ from workbench.gui.settings_dialog import GuiSettings
 from workbench.gui.workers import Worker, describe_error
 
 
+FAILED = {"export": "Export failed", "import": "Cannot import labels"}   # a job kind -> the title of its failure
+
+
 class ExportController(QObject):
     finished = Signal(object)          # list of written files, or an error message (str)
 
@@ -33,17 +36,17 @@ class ExportController(QObject):
         return self._worker is not None
 
     def run(self, fn: Callable[[Callable[[], bool]], Any], message: str, done: Callable[[Any], None],
-            error_title: str = "Export failed", kind: str = "export") -> bool:
+            kind: str = "export") -> bool:
         """Run `fn(cancel)` in the background, one job at a time; `done(result)` then, in the UI thread, and a failure
-        is shown under `error_title`. An export (`kind` "export") returns the written files and is announced by
-        `finished`; other file jobs (a label import: `kind` "import") return what they read and are not. False (and
-        a status message) while another job runs."""
+        is shown under its kind's title (FAILED). An export (`kind` "export") returns the written files and is
+        announced by `finished`; a label import (`kind` "import") returns what it read and is not. False (and a
+        status message) while another job runs."""
         if self.busy:
             self.status.showMessage(f"Wait for the {self._kind} that is running.", 5000)
             return False
         worker = Worker(lambda: fn(lambda: worker.abort_requested))
         worker.returned.connect(lambda result: self._done(result, done, kind))
-        worker.errored.connect(lambda exc: self._failed(exc, error_title, kind))
+        worker.errored.connect(lambda exc: self._failed(exc, kind))
         self._kind = kind
         self._worker = worker
         self.status.showMessage(message)
@@ -56,10 +59,10 @@ class ExportController(QObject):
         if kind == "export":
             self.finished.emit(result)
 
-    def _failed(self, exc: BaseException, title: str = "Export failed", kind: str = "export") -> None:
+    def _failed(self, exc: BaseException, kind: str = "export") -> None:
         self._worker = None
         message = describe_error(exc)
-        self.show_error(title, message)
+        self.show_error(FAILED[kind], message)
         if kind == "export":
             self.finished.emit(message)
 
