@@ -69,18 +69,29 @@ class CropSample:
 
 
 ALL_NON_BLAST = "ALL images, non-blast cells"   # the hard negatives: every non-blast crop of an ALL smear
+ALL_CELLS = "ALL images, all cells"
+
+
+def group_rows(groups: Sequence[str], of_all_image: np.ndarray, blast: np.ndarray, with_all_cells: bool = False
+               ) -> list[tuple[str, np.ndarray]]:
+    """The rows every per-group table reports, as (name, mask over the crops): each group (lab / camera x diagnosis,
+    "" skipped), then the non-blast crops of ALL images (the hard negatives), and with `with_all_cells` every crop of
+    ALL images. Rows without a crop are left out. Used by the trainer's record and by `eval classifier` alike."""
+    keys = np.asarray(groups)
+    rows = [(g, keys == g) for g in sorted(set(groups)) if g]
+    rows.append((ALL_NON_BLAST, of_all_image & ~blast))
+    if with_all_cells:
+        rows.append((ALL_CELLS, of_all_image.copy()))
+    return [(name, mask) for name, mask in rows if mask.any()]
 
 
 def group_table(samples: Sequence[CropSample], y: np.ndarray, p: np.ndarray, threshold: float
                 ) -> dict[str, dict[str, Any]]:
     """Per group of the crops (split.csv's group / diagnosis), and for the non-blast cells of ALL images as one row:
     n, blasts, precision, recall, specificity, F1 and the fraction called correctly, at `threshold`."""
-    keys = np.array([s.group for s in samples])
-    hard = np.array([s.group.endswith("/ALL") for s in samples]) & ~y
+    of_all_image = np.array([s.group.endswith("/ALL") for s in samples], dtype=bool)
     out: dict[str, dict[str, Any]] = {}
-    for name, mask in [*((g, keys == g) for g in sorted(set(keys)) if g), (ALL_NON_BLAST, hard)]:
-        if not mask.any():
-            continue
+    for name, mask in group_rows([s.group for s in samples], of_all_image, y):
         yy, pred = y[mask], p[mask] >= threshold
         r = _rates(yy, pred)
         out[name] = {"n": int(mask.sum()), "n_blast": int(yy.sum()), "correct": round(r["accuracy"], 6),

@@ -104,14 +104,12 @@ def group_metrics(records: Sequence[CropRecord], labels: np.ndarray, probs: np.n
                   threshold: float) -> dict[str, dict[str, Any]]:
     """binary_metrics per source group (lab / camera x diagnosis), plus "ALL images, non-blast cells" (the hard
     negatives: every non-blast crop of an ALL smear) and "ALL images, all cells"."""
-    keys = np.array([sample_group(r) for r in records])
-    out = {g: binary_metrics(labels[keys == g], probs[keys == g], threshold) for g in sorted(set(keys))}
-    all_images = np.array([r.diagnosis == "ALL" for r in records])
-    normal = labels != BLAST
-    for name, mask in (("ALL images, non-blast cells", all_images & normal), ("ALL images, all cells", all_images)):
-        if mask.any():
-            out[name] = binary_metrics(labels[mask], probs[mask], threshold)
-    return out
+    from classification.evaluate import group_rows
+
+    labels, probs = np.asarray(labels), np.asarray(probs, dtype=float)
+    of_all_image = np.array([r.diagnosis == "ALL" for r in records], dtype=bool)
+    rows = group_rows([sample_group(r) for r in records], of_all_image, labels == BLAST, with_all_cells=True)
+    return {name: binary_metrics(labels[mask], probs[mask], threshold) for name, mask in rows}
 
 
 def _num(value: float | None) -> str:

@@ -94,6 +94,27 @@ def test_eval_group_table_and_calibration_hand_computed():
     assert sum(b["n"] for b in cal["bins"]) == 4
 
 
+def test_training_record_and_eval_report_the_same_group_rows():
+    """The trainer's per-group record and `eval classifier`'s table come from one row definition: same groups, same
+    hard-negative row with the same counts (the trainer adds every cell of ALL images as one more row)."""
+    from pathlib import Path
+
+    from classification.evaluate import ALL_CELLS, ALL_NON_BLAST, CropSample, group_table
+
+    records = [_rec("blast", "canon", "ALL"), _rec("normal", "canon", "ALL"), _rec("normal", "olympus", "ALL"),
+               _rec("normal", "pbc")]
+    samples = [CropSample(Path(f"{i}"), r.label, group=sample_group(r)) for i, r in enumerate(records)]
+    labels = np.array([0, 1, 1, 1])
+    probs = np.array([0.9, 0.7, 0.2, 0.1])
+    trained = group_metrics(records, labels, probs, threshold=0.5)
+    evaluated = group_table(samples, labels == 0, probs, threshold=0.5)
+    assert list(trained) == [*evaluated, ALL_CELLS]
+    for name in evaluated:
+        assert {k: trained[name][k] for k in ("n", "tp", "fp", "fn", "tn")} == \
+            {k: evaluated[name][k] for k in ("n", "tp", "fp", "fn", "tn")}
+    assert evaluated[ALL_NON_BLAST]["n"] == 2 and trained[ALL_CELLS]["n"] == 3
+
+
 def test_training_and_eval_report_undefined_metrics_alike():
     """Known bug: a test split without non-blasts gave specificity None in training but 0.0 in eval, although the
     trainer claims the eval code path. One code computes both now."""
