@@ -66,6 +66,35 @@ def test_txl_yolo_labels_keep_their_classes(built, datasets_root):
             assert sorted(r[0] for r in _labels(label)) == sorted(r[0] for r in _labels(original))
 
 
+def test_a_platelet_box_as_wide_as_a_red_cell_is_a_white_cell_hand_made():
+    from workbench.builders.detection_set import PLATELET, RBC, WBC, wide_platelets_as_wbc
+
+    red = [(RBC, (10 + 120 * i, 10.0, 110 + 120 * i, 110.0)) for i in range(3)]     # red cells 100 px
+    boxes = red + [(PLATELET, (10.0, 200.0, 130.0, 300.0)),    # 120 x 100: as wide as a red cell -> wbc
+                   (PLATELET, (200.0, 200.0, 299.0, 400.0)),   # 99 px wide: narrower -> still a platelet
+                   (WBC, (400.0, 200.0, 430.0, 230.0))]        # other classes untouched, whatever their size
+    out, n = wide_platelets_as_wbc(boxes, 640, 480)
+    assert n == 1 and [c for c, _ in out] == [RBC, RBC, RBC, WBC, PLATELET, WBC]
+    assert [b for _, b in out] == [b for _, b in boxes]
+    # fewer than 3 labelled red cells clear of the border: no ruler, nothing changes
+    edge = [(RBC, (0.0, 10.0, 100.0, 110.0))] + red[:2] + boxes[3:]
+    assert wide_platelets_as_wbc(edge, 640, 480) == (edge, 0)
+
+
+def test_bccd_white_cells_labelled_platelets_are_white_cells(bccd_root, datasets_root):
+    """BCCD labels a monocyte (00133, train) and a neutrophil (00135, test) "Platelets"; no true platelet box of
+    BCCD or TXL-PBC is as wide as its image's red cells."""
+    from workbench.builders.detection_set import WBC, bccd_images, txl_images
+
+    images = bccd_images(bccd_root)
+    changed = {(i.path.stem, i.split): i.platelets_as_wbc for i in images if i.platelets_as_wbc}
+    assert changed == {("BloodImage_00133", "train"): 1, ("BloodImage_00135", "test"): 1}
+    neutrophil = next(i for i in images if i.path.stem == "BloodImage_00135")
+    assert (WBC, (42.0, 345.0, 185.0, 480.0)) in neutrophil.boxes
+    need(datasets_root / TXL)
+    assert not any(i.platelets_as_wbc for i in txl_images(datasets_root / TXL))
+
+
 def test_allidb1_labels_every_census_cell_as_wbc(built, census_slice):
     out, report = built
     census, _ = census_slice

@@ -67,6 +67,11 @@ VOC_CLASSES = {"wbc": WBC, "rbc": RBC, "platelets": PLATELET}
 TXL_SOURCES = ("raabin", "bcd")
 MIN_BOX_PX = 4.0         # a clipped box narrower than this (after resampling) is dropped
 DUPLICATE_IOU = 0.9      # two boxes of one class overlapping this much are one object listed twice (BCCD XML)
+# A platelet is 2-3 um across, a red cell ~7.5 um and a white cell 7-20 um: a box labelled platelet whose shorter
+# side is at least the image's red-cell diameter is a white cell the source mislabelled. In BCCD and TXL-PBC exactly
+# two boxes are (BCCD 00133 train, 00135 test: a monocyte and a neutrophil, looked at); the widest true platelet box
+# is 0.82 of its image's red cells.
+PLATELET_MAX_RBC = 1.0
 
 Box = tuple[float, float, float, float]
 
@@ -81,6 +86,7 @@ class SourceImage:
     path: Path
     boxes: list[tuple[int, Box]]
     paint: list[Box] = field(default_factory=list)   # ALL-IDB1 ambiguous blobs: painted with the background
+    platelets_as_wbc: int = 0                          # boxes labelled platelet but as wide as a red cell (see above)
 
 
 @dataclass
@@ -92,6 +98,7 @@ class SourceReport:
     not_confident: int = 0                                            # estimates replaced by the source median
     painted_blobs: int = 0
     dropped_duplicates: int = 0
+    platelets_as_wbc: int = 0                                          # mislabelled white cells (PLATELET_MAX_RBC)
 
 
 @dataclass
@@ -139,6 +146,33 @@ def _dedup(boxes: list[tuple[int, Box]], width: int, height: int) -> tuple[list[
     return kept, dropped
 
 
+def _labelled_red_cell_side(boxes: Sequence[tuple[int, Box]], width: int, height: int) -> float | None:
+    """The median side of the labelled red-cell boxes that do not touch the border (a ruler drawn by the
+    annotators), None with fewer than 3."""
+    sides = [((x2 - x1) + (y2 - y1)) / 2 for c, (x1, y1, x2, y2) in boxes
+             if c == RBC and x1 > 1 and y1 > 1 and x2 < width - 1 and y2 < height - 1]
+    return float(np.median(sides)) if len(sides) >= 3 else None
+
+
+def wide_platelets_as_wbc(boxes: list[tuple[int, Box]], width: int, height: int
+                          ) -> tuple[list[tuple[int, Box]], int]:
+    """The boxes with every platelet box whose shorter side is at least the image's red-cell diameter (its labelled
+    red cells; without 3 of them nothing changes) relabelled `wbc`, and how many were."""
+    side = _labelled_red_cell_side(boxes, width, height)
+    if side is None:
+        return boxes, 0
+    limit = PLATELET_MAX_RBC * side
+    out = [(WBC if c == PLATELET and min(x2 - x1, y2 - y1) >= limit else c, (x1, y1, x2, y2))
+           for c, (x1, y1, x2, y2) in boxes]
+    return out, sum(a[0] != b[0] for a, b in zip(boxes, out))
+
+
+def _source_image(source: str, split: str, path: Path, boxes: list[tuple[int, Box]], width: int,
+                  height: int) -> SourceImage:
+    boxes, relabelled = wide_platelets_as_wbc(boxes, width, height)
+    return SourceImage(source, source, split, path, boxes, platelets_as_wbc=relabelled)
+
+
 def bccd_images(bccd_root: Path, limit: int | None = None) -> list[SourceImage]:
     """BCCD with its official split; VOC classes WBC / RBC / Platelets."""
     out = []
@@ -148,7 +182,8 @@ def bccd_images(bccd_root: Path, limit: int | None = None) -> list[SourceImage]:
             ann = parse_voc(bccd_root / "Annotations" / f"{stem}.xml")
             boxes = [(VOC_CLASSES[o.name.strip().casefold()], o.xyxy) for o in ann.objects
                      if o.name.strip().casefold() in VOC_CLASSES]
-            out.append(SourceImage("bccd", "bccd", split, bccd_root / "JPEGImages" / f"{stem}.jpg", boxes))
+            out.append(_source_image("bccd", split, bccd_root / "JPEGImages" / f"{stem}.jpg", boxes, ann.width,
+                                     ann.height))
     return out
 
 
@@ -176,7 +211,7 @@ def txl_images(txl_root: Path, limit: int | None = None) -> list[SourceImage]:
             cls, cx, cy, w, h = int(parts[0]), *(float(v) for v in parts[1:])
             boxes.append((cls, ((cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width,
                                 (cy + h / 2) * height)))
-        out.append(SourceImage(f"txl_{source}", f"txl_{source}", split, image, boxes))
+        out.append(_source_image(f"txl_{source}", split, image, boxes, width, height))
     return out
 
 
@@ -202,10 +237,9 @@ def red_cell_diameter(rgb: np.ndarray, boxes: Sequence[tuple[int, Box]] = ()) ->
     """The image's red-cell diameter: the median of its labelled red-cell boxes that do not touch the border (a
     ruler drawn by the annotators) when it has at least 3, else the estimate from the pixels (workbench.core.scale)."""
     height, width = rgb.shape[:2]
-    sides = [((x2 - x1) + (y2 - y1)) / 2 for c, (x1, y1, x2, y2) in boxes
-             if c == RBC and x1 > 1 and y1 > 1 and x2 < width - 1 and y2 < height - 1]
-    if len(sides) >= 3:
-        return float(np.median(sides)), True
+    side = _labelled_red_cell_side(boxes, width, height)
+    if side is not None:
+        return side, True
     estimate = estimate_rbc_scale(rgb)
     return estimate.rbc_diameter_px, estimate.confident
 
@@ -363,6 +397,7 @@ def _write_all(images: list[SourceImage], root: Path, report: MultiSourceReport,
             rgb = np.ascontiguousarray(bgr[:, :, ::-1])
             diameter, confident = red_cell_diameter(rgb, item.boxes)
             measured.append((item, diameter, confident))
+            sr.platelets_as_wbc += item.platelets_as_wbc
         good = [d for _, d, ok in measured if ok]
         median = float(np.median(good)) if good else rbc_px
         if good:
