@@ -92,7 +92,21 @@ def test_bccd_white_cells_labelled_platelets_are_white_cells(bccd_root, datasets
     neutrophil = next(i for i in images if i.path.stem == "BloodImage_00135")
     assert (WBC, (42.0, 345.0, 185.0, 480.0)) in neutrophil.boxes
     need(datasets_root / TXL)
-    assert not any(i.platelets_as_wbc for i in txl_images(datasets_root / TXL))
+    txl = txl_images(datasets_root / TXL)
+    assert not any(i.platelets_as_wbc for i in txl)
+    # the margin the rule rests on: every remaining platelet box is under 0.8 of its image's red cells
+    from PIL import Image
+
+    from workbench.builders.detection_set import PLATELET, _labelled_red_cell_side
+
+    widest = 0.0
+    for item in images + txl:
+        with Image.open(item.path) as im:
+            side = _labelled_red_cell_side(item.boxes, *im.size)
+        for c, (x1, y1, x2, y2) in item.boxes:
+            if c == PLATELET and side:
+                widest = max(widest, min(x2 - x1, y2 - y1) / side)
+    assert 0.7 < widest < 0.8
 
 
 def test_allidb1_labels_every_census_cell_as_wbc(built, census_slice):

@@ -70,7 +70,7 @@ DUPLICATE_IOU = 0.9      # two boxes of one class overlapping this much are one 
 # A platelet is 2-3 um across, a red cell ~7.5 um and a white cell 7-20 um: a box labelled platelet whose shorter
 # side is at least the image's red-cell diameter is a white cell the source mislabelled. In BCCD and TXL-PBC exactly
 # two boxes are (BCCD 00133 train, 00135 test: a monocyte and a neutrophil, looked at); the widest true platelet box
-# is 0.82 of its image's red cells.
+# is 0.78 of its image's red cells.
 PLATELET_MAX_RBC = 1.0
 
 Box = tuple[float, float, float, float]
