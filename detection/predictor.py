@@ -10,7 +10,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from detection.tiling import TilingConfig, predict_tiled, should_tile
-from workbench.core.boxes import BoxDetection
+from workbench.core.boxes import BoxDetection, clear_of_border
 from workbench.core.errors import DetectorLoadError
 from workbench.core.scale import RBC_DIAMETER_UM
 from workbench.core.ultralytics_env import import_ultralytics
@@ -184,8 +184,7 @@ class WbcDetector:
             work = image_rgb if factor == 1.0 else cv2.resize(image_rgb, size, interpolation=cv2.INTER_AREA)
             padded, shape = _pad_to_stride(np.ascontiguousarray(work[:, :, ::-1]))
             boxes = self._predict_class(padded, shape, rbc)
-            inner = [((b[2] - b[0]) + (b[3] - b[1])) / 2 for b in boxes
-                     if b[0] > 1 and b[1] > 1 and b[2] < size[0] - 1 and b[3] < size[1] - 1]
+            inner = [((b[2] - b[0]) + (b[3] - b[1])) / 2 for b in boxes if clear_of_border(b, *size, 1)]
             if len(inner) < 2:
                 continue
             median = float(np.median(inner))

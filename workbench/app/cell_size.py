@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from workbench.core.boxes import clear_of_border
+
 BORDER_PX = 2.0   # a box this close to an image edge may be a cell cut by it: never dropped for its width
 
 
@@ -42,9 +44,8 @@ def split_too_small(boxes: Sequence[Sequence[float]], width: int, height: int, u
         return list(range(len(boxes))), []
     kept, dropped = [], []
     for index, (x1, y1, x2, y2) in enumerate(boxes):
-        clear = x1 > BORDER_PX and y1 > BORDER_PX and x2 < width - BORDER_PX and y2 < height - BORDER_PX
         short_um = min(x2 - x1, y2 - y1) * um_per_px
-        if clear and short_um < min_um:
+        if clear_of_border((x1, y1, x2, y2), width, height, BORDER_PX) and short_um < min_um:
             dropped.append({"index": index, "xyxy": [round(float(v), 2) for v in (x1, y1, x2, y2)],
                             "short_side_um": round(float(short_um), 2)})
         else:

@@ -50,7 +50,7 @@ import yaml
 from workbench.builders.allidb_split import allidb1_slice
 from workbench.builders.bccd import BCCD_SPLITS, _read_split
 from workbench.builders.census import ImageCensus
-from workbench.core.boxes import box_iou
+from workbench.core.boxes import box_iou, clear_of_border
 from workbench.core.fileio import check_build_dir, csv_text, replace_build, write_atomic
 from workbench.core.scale import RBC_DIAMETER_UM, estimate_rbc_scale
 from workbench.core.segmentation import camera_name, paint_background, stain_map
@@ -149,8 +149,7 @@ def _dedup(boxes: list[tuple[int, Box]], width: int, height: int) -> tuple[list[
 def _labelled_red_cell_side(boxes: Sequence[tuple[int, Box]], width: int, height: int) -> float | None:
     """The median side of the labelled red-cell boxes that do not touch the border (a ruler drawn by the
     annotators), None with fewer than 3."""
-    sides = [((x2 - x1) + (y2 - y1)) / 2 for c, (x1, y1, x2, y2) in boxes
-             if c == RBC and x1 > 1 and y1 > 1 and x2 < width - 1 and y2 < height - 1]
+    sides = [((b[2] - b[0]) + (b[3] - b[1])) / 2 for c, b in boxes if c == RBC and clear_of_border(b, width, height, 1)]
     return float(np.median(sides)) if len(sides) >= 3 else None
 
 

@@ -32,6 +32,12 @@ def pairwise_overlaps(boxes: np.ndarray, others: np.ndarray) -> tuple[np.ndarray
     return iou, ios
 
 
+def clear_of_border(box, width: float, height: float, margin: float) -> bool:
+    """Whether an xyxy box lies more than `margin` px inside every edge of a `width` x `height` image: a box that
+    does not may be an object cut by the edge, not measured whole (rulers and width rules skip it)."""
+    return box[0] > margin and box[1] > margin and box[2] < width - margin and box[3] < height - margin
+
+
 def box_iou(a, b) -> float:
     """IoU of two xyxy boxes (plain sequences), for the per-pair checks of the dataset builders."""
     iw = min(a[2], b[2]) - max(a[0], b[0])
