@@ -138,3 +138,16 @@ def test_marked_platelets_are_not_white_cells(v1_detector, datasets_root):
     narrow = _narrow(census)
     assert len(narrow) == 3 and all(any(_inside(b, x, y) for b in narrow) for x, y in platelets)
     assert len(_census_of("Im093_0.jpg", v1_detector, datasets_root, min_cell_um=0).cells) == 8
+
+
+def test_platelet_cut_by_the_border_is_not_a_white_cell(v1_detector, datasets_root):
+    """Im094_0 (Canon, healthy, red cells ~175 px): one marked lymphocyte, and a platelet at the left edge (a lilac
+    dot like the dozen others in the field) that the segmentation took for a smudge cell. Its box, 74 x 72 px,
+    touches the edge, so the width rule for cells away from the border never saw it; the largest round cell that
+    piece can belong to is ~92 px across, half a red cell."""
+    census = _census_of("Im094_0.jpg", v1_detector, datasets_root)
+    assert [c.kind for c in census.cells] == ["normal"]
+    piece = [b for b, why in zip(census.ambiguous, census.ambiguous_why) if why.startswith("at the border")]
+    assert len(piece) == 1 and piece[0][0] < BORDER_PX and _inside(piece[0], 30.0, 1160.0)
+    before = _census_of("Im094_0.jpg", v1_detector, datasets_root, min_cell_um=0)
+    assert sorted(c.kind for c in before.cells) == ["normal", "unmarked"]

@@ -14,9 +14,9 @@ unmarked ones and gives every cell a box, a kind and a flag for the image border
   or bare nucleus, which the nucleus rule of the segmentation refuses) when the detector is sure of it and the blob
   at its centre is white-cell-sized;
 - what is neither (a stained blob that fails both rules: platelet clumps, overlaps, debris), and any non-blast cell
-  (unmarked or marked) away from the border narrower than a red cell (7.5 um, measured on the image's red cells:
-  giant platelets, clumps, ghosts), is listed as `ambiguous`: the detector tiles paint it out, the classifier never
-  sees it.
+  (unmarked or marked) narrower than a red cell (7.5 um, measured on the image's red cells: giant platelets, clumps,
+  ghosts; at the border, the largest round cell its visible piece can belong to), is listed as `ambiguous`: the
+  detector tiles paint it out, the classifier never sees it.
 
 Cells within `BORDER_PX` of the image border are flagged: their point may lie outside the image, so an unmarked
 cell there may be an unmarked blast.
@@ -35,7 +35,7 @@ import numpy as np
 from workbench.builders.allidb_cells import _unmatched_blobs, segment_image
 from workbench.builders.allidb_points import CellPoint
 from workbench.builders.allidb_split import _image_label
-from workbench.core.boxes import box_iou
+from workbench.core.boxes import box_iou, round_cell_max_diameter
 from workbench.core.scale import RBC_DIAMETER_UM, estimate_rbc_scale
 from workbench.core.segmentation import (
     STAIN_NUCLEUS,
@@ -118,7 +118,7 @@ def census_image(
 ) -> ImageCensus:
     """The census of one ALL-IDB1 image. `points`: its marks (blast > normal > other, de-duplicated, as
     `read_allidb1_points` gives them); `detections`: the detector's boxes `[x1, y1, x2, y2, conf]` in image pixels;
-    `min_cell_um`: the narrowest non-blast cell away from the border (default MIN_CELL_UM; 0: no such rule,
+    `min_cell_um`: the narrowest non-blast cell (see _too_narrow; default MIN_CELL_UM; 0: no such rule,
     as the census of the v2 detector's and v3 classifier's data was taken)."""
     height, width = image_rgb.shape[:2]
     census = ImageCensus(name=name, diagnosis="ALL" if _image_label(name) == "1" else "healthy",
@@ -175,22 +175,41 @@ def census_image(
         cell.at_border = _at_border(cell.xyxy, width, height)
     # A thin sliver away from the border is a red-cell overlap or a streak, not a (whole) white cell.
     cells = [c for c in cells if c.kind != "unmarked" or c.at_border or _aspect(c.xyxy) >= MIN_ASPECT]
-    # A non-blast cell narrower than a red cell, away from the border, is a (giant) platelet, a platelet clump, a
-    # red-cell ghost or a piece of a neighbour, whether unmarked or marked by other_points / an ALL-IDB2 "normal"
-    # crop (neither says "white cell": they mark what is not a blast): it is left ambiguous (painted out, never a
-    # crop), not taught as a white cell. Blast marks are kept whatever their size.
+    # A non-blast cell narrower than a red cell (at the border: whose piece no cell that wide leaves) is a (giant)
+    # platelet, a platelet clump, a red-cell ghost or a piece of a neighbour, whether unmarked or marked by
+    # other_points / an ALL-IDB2 "normal" crop (neither says "white cell": they mark what is not a blast): it is
+    # left ambiguous (painted out, never a crop), not taught as a white cell. Blast marks are kept whatever their size.
     min_um = MIN_CELL_UM if min_cell_um is None else min_cell_um
     min_side = _min_cell_side_px(image_rgb, stain, min_um) if min_um > 0 else 0.0
     census.cells = []
     for cell in cells:
-        side = min(cell.xyxy[2] - cell.xyxy[0], cell.xyxy[3] - cell.xyxy[1])
-        if cell.kind != "blast" and not cell.at_border and side < min_side:
+        why = _too_narrow(cell, min_side, width, height)
+        if why:
             census.ambiguous.append(cell.xyxy)
-            census.ambiguous_why.append(f"narrower than a red cell: {side:.0f} px < {min_side:.0f} px "
-                                        f"({cell.found_by}, conf {cell.det_conf or 0:.2f})")
+            census.ambiguous_why.append(f"{why} ({cell.found_by}, conf {cell.det_conf or 0:.2f})")
             continue
         census.cells.append(cell)
     return census
+
+
+BORDER_PIECE_SLACK = 0.1   # a piece a few px deep is measured a few % short (pixel rounding): never cut a cell for it
+
+
+def _too_narrow(cell: CensusCell, min_side: float, width: int, height: int) -> str | None:
+    """Why a non-blast cell cannot be a whole white cell by its size, or None. Away from the border: its box's short
+    side is under `min_side`. At the border its box may be a cut piece of a larger cell, so it is measured by the
+    largest round cell its visible piece can belong to (workbench.core.boxes.round_cell_max_diameter): a platelet
+    cut by the edge, e.g., shows a piece a few um deep and a few um long, which no white cell leaves. A corner piece
+    bounds nothing and is kept."""
+    if cell.kind == "blast" or min_side <= 0:
+        return None
+    side = min(cell.xyxy[2] - cell.xyxy[0], cell.xyxy[3] - cell.xyxy[1])
+    if not cell.at_border:
+        return f"narrower than a red cell: {side:.0f} px < {min_side:.0f} px" if side < min_side else None
+    largest = round_cell_max_diameter(cell.xyxy, width, height, BORDER_PX)
+    if largest is not None and largest < (1 - BORDER_PIECE_SLACK) * min_side:
+        return f"at the border, a piece of at most {largest:.0f} px across < {min_side:.0f} px (a red cell)"
+    return None
 
 
 # Set on contact sheets of every non-blast census cell away from the border (ALL-IDB1, both cameras). Unmarked: all
@@ -317,7 +336,8 @@ def build_census(allidb_root: Path, detect, *, limit: int | None = None, names: 
 def census_rules(min_cell_um: float = MIN_CELL_UM) -> dict:
     return {"border_px": BORDER_PX, "same_cell_iou": SAME_CELL_IOU, "agree_iou": AGREE_IOU,
             "min_det_conf": MIN_DET_CONF, "min_aspect": MIN_ASPECT, "nucleus_core": NUCLEUS_CORE,
-            "min_cell_um": min_cell_um, "min_cell_wbc_min": MIN_CELL_WBC_MIN}
+            "min_cell_um": min_cell_um, "min_cell_wbc_min": MIN_CELL_WBC_MIN,
+            "min_cell_at_border": "round_cell_max_diameter", "border_piece_slack": BORDER_PIECE_SLACK}
 
 
 def read_census(path: Path) -> tuple[dict[str, ImageCensus], dict]:

@@ -38,6 +38,22 @@ def clear_of_border(box, width: float, height: float, margin: float) -> bool:
     return box[0] > margin and box[1] > margin and box[2] < width - margin and box[3] < height - margin
 
 
+def round_cell_max_diameter(box, width: float, height: float, margin: float) -> float | None:
+    """The largest diameter a round object can have whose visible part is an xyxy `box` cut by one image edge (within
+    `margin` px of it): None for a box clear of every edge (it is whole: its own size) or cut by two edges (a corner
+    piece bounds nothing). A disc of diameter D seen `w` px deep from the edge shows a chord
+    h = 2 * sqrt(w * (D - w)) along it, so D = w + h^2 / (4 w); a disc seen more than half shows h = D and the
+    formula gives at least D. An upper bound for round cells, not for a long thin object pointing into the image."""
+    cut = (box[0] <= margin, box[2] >= width - margin, box[1] <= margin, box[3] >= height - margin)
+    if sum(cut) != 1:
+        return None
+    box_w, box_h = box[2] - box[0], box[3] - box[1]
+    deep, along = (box_w, box_h) if cut[0] or cut[1] else (box_h, box_w)
+    if deep <= 0:
+        return None
+    return deep + along * along / (4.0 * deep)
+
+
 def box_iou(a, b) -> float:
     """IoU of two xyxy boxes (plain sequences), for the per-pair checks of the dataset builders."""
     iw = min(a[2], b[2]) - max(a[0], b[0])
