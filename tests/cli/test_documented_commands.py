@@ -21,7 +21,7 @@ GROUPS = ("dataset", "train", "eval")
 SMOKE_TESTED = {
     ("gui",),                 # tests/cli/test_setup_scripts.py runs scripts/run.sh, which runs `workbench gui`
     ("analyze",), ("report",), ("dataset", "bccd"), ("dataset", "census"), ("dataset", "detection"), ("dataset", "crops"),
-    ("train", "detector"), ("train", "classifier"),
+    ("train", "detector"), ("train", "classifier"), ("train", "average"),
     ("eval", "detection"), ("eval", "classifier"), ("eval", "pipeline"), ("eval", "list"),
     ("export",), ("bench",),  # tests/cli/test_export.py runs both (export, then analyze / bench on the exports)
     ("compare",),             # tests/app/test_compare.py runs it twice on a tiny comparison file
@@ -99,6 +99,11 @@ def test_train_detector(capsys, work, monkeypatch):
     out = _ok(capsys, "train", "detector", "--data", work / "bccd" / "data.yaml", "--epochs", 1, "--imgsz", 64,
               "--batch", 2, "--workers", 0, "--no-plots", "--out", work / "runs", "--name", "det")
     assert "best weights:" in out
+
+
+def test_train_average(capsys, work):
+    out = _ok(capsys, "train", "average", "wbc-yolov8n-v2", "wbc-yolov8n-v2", "--out", work / "avg.pt")
+    assert "averaged 2 detectors (wbc, rbc, platelet; 0.13393 um/px" in out and (work / "avg.pt").is_file()
 
 
 def test_train_classifier(capsys, work):

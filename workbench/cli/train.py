@@ -172,6 +172,23 @@ def _run_train_classifier(args) -> int:
     return 0
 
 
+def _run_average_detectors(args) -> int:
+    from detection.averaging import average_detectors
+    from workbench.app.weights import resolve_weights
+    from workbench.core.errors import WeightsError
+
+    resolved = [resolve_weights(spec, "detect") for spec in args.weights]
+    sizes = [r.entry.pixel_size_um if r.entry is not None else None for r in resolved]
+    try:
+        result = average_detectors([r.path for r in resolved], args.out, sizes, trust=args.trust_weights)
+    except ValueError as exc:   # DetectorLoadError: a file that is no checkpoint, or checkpoints that do not fit
+        raise WeightsError(str(exc)) from exc
+    size = f"{result.pixel_size_um:g} um/px" if result.pixel_size_um else "native pixels"
+    print(f"averaged {len(result.sources)} detectors ({', '.join(result.class_names)}; {size}; "
+          f"{result.tensors} tensors) -> {result.path}")
+    return 0
+
+
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train the detector or the classifier",
                        description="Train with ultralytics' trainer (detector) or the EfficientNet-B3 trainer "
@@ -200,6 +217,17 @@ def _add_train(sub) -> None:
     d.add_argument("--register", metavar="NAME", help="copy the best weights into weights/ under NAME and list them")
     d.add_argument("--default", action="store_true", help="with --register: make them the default detector")
     d.set_defaults(func=_run_train_detector)
+
+    a = tsub.add_parser("average", help="average the weights of detector checkpoints (a model and its fine-tunes)",
+                        description="Uniform weight average of two or more YOLO detector checkpoints of one "
+                                    "architecture, class list and pixel size (a model and fine-tunes of it: "
+                                    "detection.averaging). Select the result on validation like any checkpoint "
+                                    "(`workbench eval detection --split val --weights OUT`).")
+    a.add_argument("weights", nargs="+", metavar="W", help="detector .pt files or weights/manifest.yaml names")
+    a.add_argument("--out", type=Path, required=True, metavar="FILE.pt", help="checkpoint to write")
+    a.add_argument("--trust-weights", action="store_true",
+                   help="load a detector file even if its pickle names code outside the model classes")
+    a.set_defaults(func=_run_average_detectors)
 
     c = tsub.add_parser("classifier", help="train the EfficientNet-B3 blast/normal classifier",
                         description="Train the EfficientNet-B3 blast/normal classifier on a crop build "
