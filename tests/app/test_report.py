@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.slow
-SMEAR = "Im008_1.jpg"          # an ALL smear where the shipped detector boxes one blast twice (one box inside)
+SMEAR = "Im012_1.jpg"   # an ALL smear where the shipped detector boxes one cell twice: a cell cut by the top edge,
+#                         its visible part and, inside it, a 27 px strip along the edge (of 853 boxes on ALL-IDB1, the
+#                         one pair nested >= 0.8; with wbc-yolov8n-v2 it was a blast of Im008_1 and part of it)
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +29,7 @@ def analysed(tmp_path_factory, datasets_root):
 
     torch.set_num_threads(2)
     analyzer = SmearAnalyzer.from_config(load_config())
-    result = analyzer.analyze_image(datasets_root / "all-idb" / "ALL_IDB1" / "im" / SMEAR, sample_id="ALL-IDB1-008")
+    result = analyzer.analyze_image(datasets_root / "all-idb" / "ALL_IDB1" / "im" / SMEAR, sample_id="ALL-IDB1-012")
     run = tmp_path_factory.mktemp("run")
     batch = BatchResult(images=[result], created="2026-11-28T09:00:00+00:00", workbench_version="0.1.0")
     (run / "results.json").write_text(batch.to_json())
@@ -78,7 +80,7 @@ def test_report_of_a_real_smear_parsed_back(analysed, tmp_path, capsys):
     args = ["report", str(run), "--out", str(out), "--operator", "tech-a", "--max-gallery", "4"]
     assert main(args) == 0
     text = pdf_text(out)
-    for expected in ("ALL-IDB1-008", "tech-a", result.detector.sha256, result.classifier.sha256,
+    for expected in ("ALL-IDB1-012", "tech-a", result.detector.sha256, result.classifier.sha256,
                      result.detector.name, result.classifier.name, "NOT SIGNED", "RESEARCH USE ONLY",
                      hashlib.sha256((run / "results.json").read_bytes()).hexdigest()):
         assert expected in text.replace("\n", " ") or expected in text, expected
@@ -147,7 +149,7 @@ def test_report_of_a_reviewed_case_alone(analysed, tmp_path):
     assert main(args) == 0
     text = pdf_text(out)
     flat = text.replace("\n", " ")
-    for expected in ("ALL-IDB1-008", result.detector.sha256, result.classifier.sha256, "Dr B. Reviewer",
+    for expected in ("ALL-IDB1-012", result.detector.sha256, result.classifier.sha256, "Dr B. Reviewer",
                      f"merged by the pipeline: {len(result.merged_duplicates)}"):
         assert expected in flat, expected
     assert "not recorded" not in flat and len(result.merged_duplicates) >= 1
