@@ -215,10 +215,13 @@ def txl_images(txl_root: Path, limit: int | None = None) -> list[SourceImage]:
 
 
 def allidb_images(allidb_root: Path, census: dict[str, ImageCensus], seed: int = 0,
-                  limit: int | None = None) -> list[SourceImage]:
-    """ALL-IDB1 by THE ALL-IDB1 split (workbench.builders.allidb_split.allidb1_slice), every census cell a wbc box."""
+                  limit: int | None = None, splits: Sequence[str] | None = None) -> list[SourceImage]:
+    """ALL-IDB1 by THE ALL-IDB1 split (workbench.builders.allidb_split.allidb1_slice), every census cell a wbc box;
+    with `splits`, only the images of those splits (the census needs only those)."""
     out = []
     for name, part in allidb1_slice(allidb_root, seed, limit).items():
+        if splits is not None and part not in splits:
+            continue
         if name not in census:
             raise ValueError(f"the census has no entry for {name}: rebuild it (workbench dataset census)")
         c = census[name]
