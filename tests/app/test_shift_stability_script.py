@@ -35,3 +35,5 @@ def test_shift_stability_of_an_analysed_sample(tmp_path, capsys):
     assert int(cells) >= 1 and float(largest) == 0.0 and int(changed) == 0
     assert script.main([str(tmp_path)]) == 0
     assert re.search(r"moved by 1 px: median [\d.]+", capsys.readouterr().out)
+    assert script.main([str(tmp_path), "--px", "0", "--d4"]) == 0    # eight views of one crop, eight times: no spread
+    assert re.search(r"\(d4 average\): \d+ cells; .* max 0\.000; .*: 0$", capsys.readouterr().out.strip())
