@@ -1,9 +1,9 @@
 """How far the default classifier's p(blast) moves when a cell's box moves by one pixel, on analysed images.
 
 For every cell of one or more `results.json` runs (`workbench analyze` or `workbench eval pipeline --out RUN`), the
-crop is cut again, as the analysis cuts it (same pixel size), from the box and from the box moved by 1 px in each of
-the 8 directions, and classified. A one-pixel move shifts the fixed-field crop window by at most one pixel; a
-classifier that sees cells should hardly notice it.
+crop is cut again, as the analysis cuts it (same pixel size), from the box moved by 1 px in each of the 8 directions,
+and classified; the spread is the largest minus the smallest p(blast) of those 8. A one-pixel move shifts the
+fixed-field crop window by at most one pixel; a classifier that sees cells should hardly notice it.
 
     .venv/bin/python scripts/classifier_shift_stability.py RUN [RUN ...] [--px 1] [--d4]
 
@@ -52,13 +52,15 @@ def main(argv=None) -> int:
             print(f"{run}: no cells")
             continue
         spread = np.array(spreads)
-        print(f"{run}{' (d4 average)' if args.d4 else ''}: {cells} cells; p(blast) spread over the boxes moved by {args.px:g} px: median "
+        what = " (d4 average)" if args.d4 else ""
+        print(f"{run}{what}: {cells} cells; p(blast) spread over the boxes moved by {args.px:g} px: median "
               f"{np.median(spread):.3f}, 90th percentile {np.percentile(spread, 90):.3f}, max {spread.max():.3f}; "
               f"cells whose call changes at the threshold {classifier.threshold:g}: {flips}")
     return 0
 
 
 def _p_blast(classifier, crops, d4: bool) -> np.ndarray:
+    """p(blast) of each crop, or with `d4` its mean over the crop's 8 flips and quarter turns."""
     if not d4:
         return np.array([classifier.label(row).p_blast for row in classifier.predict_proba(crops)])
     turned = [np.ascontiguousarray(view) for crop in crops for k in range(4)

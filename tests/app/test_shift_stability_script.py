@@ -16,7 +16,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("shift_stability", REPO_ROOT / "scripts" / "classifier_shift_stability.py")
+    path = REPO_ROOT / "scripts" / "classifier_shift_stability.py"
+    spec = importlib.util.spec_from_file_location("shift_stability", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -29,7 +30,8 @@ def test_shift_stability_of_an_analysed_sample(tmp_path, capsys):
     script = _script()
     assert script.main([str(tmp_path), "--px", "0"]) == 0
     line = capsys.readouterr().out
-    match = re.search(r"(\d+) cells; .* median ([\d.]+), 90th percentile ([\d.]+), max ([\d.]+); .*: (\d+)$", line.strip())
+    pattern = r"(\d+) cells; .* median ([\d.]+), 90th percentile ([\d.]+), max ([\d.]+); .*: (\d+)$"
+    match = re.search(pattern, line.strip())
     assert match, line
     cells, median, p90, largest, changed = match.groups()
     assert int(cells) >= 1 and float(largest) == 0.0 and int(changed) == 0

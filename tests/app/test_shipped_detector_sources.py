@@ -50,7 +50,8 @@ def eval_list(datasets_root, tmp_path_factory):
 
 def test_shipped_detector_meets_the_other_labs_floors(eval_list, capsys):
     out = eval_list / "run"
-    assert main(["eval", "detection", "--data", str(eval_list / "eval.yaml"), "--split", "test", "--out", str(out)]) == 0
+    args = ["eval", "detection", "--data", str(eval_list / "eval.yaml"), "--split", "test", "--out", str(out)]
+    assert main(args) == 0
     per_source = json.loads((out / "metrics.json").read_text())["per_source"]
     counts = {name: (s["images"], s["instances"]) for name, s in per_source.items()}
     assert counts == {"bccd": (72, 71), "txl_raabin": (50, 51), "txl_bcd": (17, 18)}   # the published test splits
