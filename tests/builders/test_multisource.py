@@ -40,6 +40,29 @@ def test_class_map_and_yamls(built):
         assert yaml.safe_load((out / source / "data.yaml").read_text())["names"] == data["names"]
 
 
+def test_eval_groups_split_each_source_by_its_images_groups(built):
+    """eval_groups.yaml: one eval source per group of images.csv (lab / camera / diagnosis); a group's split lists
+    name exactly the source's eval images of that group, which ground truth loading reads with their labels."""
+    import csv
+
+    from detection.ground_truth import load_yolo_split
+
+    out, _ = built
+    rows = [r for r in csv.DictReader((out / "images.csv").open()) if r["split"] != "train"]
+    expected = {}
+    for r in rows:
+        expected.setdefault(r["group"], {}).setdefault(r["split"], set()).add(r["original"].rsplit("/", 1)[-1])
+    groups = yaml.safe_load((out / "eval_groups.yaml").read_text())["sources"]
+    assert set(groups) == set(expected)
+    for group, data_yaml in groups.items():
+        for split, names in expected[group].items():
+            gt = load_yolo_split(out / data_yaml, split)
+            assert {image.path.name for image in gt.images} == names
+            source = yaml.safe_load((out / data_yaml).read_text())["path"].rsplit("/", 1)[-1]
+            whole = {im.path.name: im.boxes for im in load_yolo_split(out / "eval" / source / "data.yaml", split).images}
+            assert all(image.boxes == whole[image.path.name] for image in gt.images)
+
+
 def test_bccd_voc_boxes_become_three_classes_at_one_pixel_size(built, bccd_root):
     out, _ = built
     label = sorted((out / "bccd" / "labels" / "train").glob("*.txt"))[0]

@@ -26,6 +26,8 @@ Layout under `out_dir` (ultralytics YOLO; images JPEG):
                        labels: what `workbench eval detection --data eval.yaml` measures, per source, through the
                        same pixel-size estimate, resampling and tiling as `analyze`
     eval.yaml          {sources: {name: eval/<source>/data.yaml}}
+    eval_groups.yaml   the same images per group (lab / camera / diagnosis, as images.csv names them):
+                       {sources: {group: eval/<source>/groups/<group>.yaml}}, each a list of its images
 """
 
 from __future__ import annotations
@@ -342,7 +344,8 @@ def build_multisource_detection(
         report.created = datetime.now(timezone.utc).isoformat(timespec="seconds")
         report.seconds = round(time.perf_counter() - started, 1)
         write_atomic(staging / REPORT_NAME, json.dumps(asdict(report), indent=2) + "\n")
-        replace_build(staging, out_dir, (*source_names, "data.yaml", "images.csv", REPORT_NAME, "eval", "eval.yaml"))
+        replace_build(staging, out_dir, (*source_names, "data.yaml", "images.csv", REPORT_NAME, "eval", "eval.yaml",
+                                         "eval_groups.yaml"))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     log.info("multi-source detection set: %s", report.summary_line())
@@ -354,10 +357,12 @@ def _write_eval_sets(images: list[SourceImage], root: Path, out_dir: Path, names
     from PIL import Image
 
     sources: dict[str, str] = {}
+    groups: dict[tuple[str, str], dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for item in images:
         if item.split == "train":
             continue
         base = root / "eval" / item.source
+        groups[(item.source, item.group)][item.split].append(f"../images/{item.split}/{item.path.name}")
         (base / "images" / item.split).mkdir(parents=True, exist_ok=True)
         (base / "labels" / item.split).mkdir(parents=True, exist_ok=True)
         link = base / "images" / item.split / item.path.name
@@ -379,6 +384,19 @@ def _write_eval_sets(images: list[SourceImage], root: Path, out_dir: Path, names
             sources[item.source] = f"eval/{item.source}/data.yaml"
     (root / "eval.yaml").write_text(yaml.safe_dump({"sources": dict(sorted(sources.items()))}, sort_keys=False),
                                     encoding="utf-8")
+    group_sources: dict[str, str] = {}
+    for (source, group), splits in sorted(groups.items()):
+        folder = root / "eval" / source / "groups"
+        folder.mkdir(exist_ok=True)
+        data = {"path": str(out_dir / "eval" / source), "names": names}
+        for split, lines in splits.items():   # paths relative to the list (ultralytics' .txt split lists)
+            (folder / f"{group}_{split}.txt").write_text("".join(f"{line}\n" for line in sorted(lines)),
+                                                         encoding="utf-8")
+            data[split] = f"groups/{group}_{split}.txt"
+        (folder / f"{group}.yaml").write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        group_sources[group] = f"eval/{source}/groups/{group}.yaml"
+    (root / "eval_groups.yaml").write_text(yaml.safe_dump({"sources": group_sources}, sort_keys=False),
+                                           encoding="utf-8")
 
 
 def _write_all(images: list[SourceImage], root: Path, report: MultiSourceReport, rbc_px: float, tile: int,
