@@ -63,7 +63,8 @@ def average_detectors(paths: Sequence[Path | str], out: Path | str, pixel_sizes:
     averaged = {key: torch.stack([s[key] for s in states]).mean(0) if states[0][key].is_floating_point()
                 else states[0][key] for key in states[0]}
 
-    checkpoint = torch.load(paths[0], map_location="cpu", weights_only=False)   # passed load_yolo's check above
+    # the first file's records, as load_yolo read them (its model entry is replaced below, so a shallow copy does)
+    checkpoint = dict(models[0].ckpt)
     model = copy.deepcopy(models[0].model).float()
     model.load_state_dict(averaged)
     if known:
