@@ -106,6 +106,9 @@ def test_a_failing_export_reaches_the_user_and_the_log(qtbot, plain_window, tmp_
     results = tmp_path / "results.json"
     results.write_text(BatchResult(images=[SmearResult(image_path="im.png", width=40, height=30)]).to_json())
     win.open_paths([results])
+    # the results name an image that is not there: its load fails in a worker and says so in the status bar; wait for
+    # that first, or it may land after the export's message and replace it
+    qtbot.waitUntil(lambda: win.statusBar().currentMessage().startswith("Cannot open image"), timeout=10_000)
     blocker_file = tmp_path / "not_a_folder"
     blocker_file.write_text("a file where the export folder should go")
     with caplog.at_level(logging.WARNING):
